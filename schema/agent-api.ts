@@ -1,0 +1,105 @@
+// Agent API (/agent/v1) and WebSocket messages: the one definition both the
+// Worker and the agent import. docs/agent-api.md describes the protocol.
+import { z } from "zod";
+import { agentName } from "./api.ts";
+import { LIMITS } from "./limits.ts";
+
+const id = z.string().min(1).max(200);
+const epochMs = z.int().min(0);
+
+export const registerRequest = z.strictObject({
+  token: z.string().min(1).max(200),
+  name: agentName,
+  version: z.string().min(1).max(100),
+  hostname: z.string().max(255).optional(),
+});
+export type RegisterRequest = z.infer<typeof registerRequest>;
+export const registerResponse = z.object({ agentId: z.string(), credential: z.string() });
+export type RegisterResponse = z.infer<typeof registerResponse>;
+
+// ---- commands: server → agent, pulled over HTTPS ----
+
+export const stepToRun = z.object({
+  stepId: id,
+  position: z.int().min(0),
+  name: z.string(),
+  type: z.literal("shell"),
+  command: z.string(),
+  timeoutSeconds: z.int().min(1).nullable(),
+  retry: z.enum(["never", "safe"]),
+});
+export type StepToRun = z.infer<typeof stepToRun>;
+
+export const deployCommand = z.object({
+  type: z.literal("deploy"),
+  id, // unique; the agent executes a command id at most once
+  deploymentId: id,
+  steps: z.array(stepToRun).min(1),
+});
+export const commandBody = z.discriminatedUnion("type", [deployCommand]);
+export type CommandBody = z.infer<typeof commandBody>;
+export const command = z.intersection(z.object({ seq: z.int().min(1) }), commandBody);
+export type Command = z.infer<typeof command>;
+
+export const pullQuery = z.object({
+  after: z.coerce.number().int().min(0),
+  wait: z.coerce.number().int().min(0).max(LIMITS.longPollSeconds).default(0),
+});
+export const pullResponse = z.object({ commands: z.array(command), head: z.int().min(0) });
+export type PullResponse = z.infer<typeof pullResponse>;
+
+// ---- reports: agent → server, posted in batches ----
+// Report ids are derived from what they describe (`<stepId>:started`), so a
+// report regenerated after a crash has the same id and is applied once.
+
+export const stepStartedReport = z.strictObject({
+  type: z.literal("step-started"),
+  id,
+  deploymentId: id,
+  stepId: id,
+  at: epochMs,
+});
+export const stepFinishedReport = z.strictObject({
+  type: z.literal("step-finished"),
+  id,
+  deploymentId: id,
+  stepId: id,
+  status: z.enum(["succeeded", "failed", "interrupted", "skipped", "canceled"]),
+  exitCode: z.int().nullable(),
+  reason: z.string().max(500).nullable(),
+  at: epochMs,
+});
+export const report = z.discriminatedUnion("type", [stepStartedReport, stepFinishedReport]);
+export type Report = z.infer<typeof report>;
+export type StepFinishedReport = z.infer<typeof stepFinishedReport>;
+
+export const reportsRequest = z.strictObject({ reports: z.array(report).min(1).max(LIMITS.reportsPerBatch) });
+export const reportsResponse = z.object({ acked: z.array(z.string()) });
+export type ReportsResponse = z.infer<typeof reportsResponse>;
+
+export const reportIds = {
+  started: (stepId: string) => `${stepId}:started`,
+  finished: (stepId: string) => `${stepId}:finished`,
+};
+
+// ---- log upload: PUT /agent/v1/steps/:stepId/log?offset=N, raw bytes ----
+export const logUploadQuery = z.object({ offset: z.coerce.number().int().min(0) });
+export const logUploadResponse = z.object({ length: z.int().min(0) });
+
+// ---- WebSocket /agent/v1/channel: notifications and status only, never work ----
+// Heartbeats are the bare text frames "ping"/"pong" (answered by the DO's auto-response).
+
+export const helloMessage = z.strictObject({
+  type: z.literal("hello"),
+  version: z.string().max(100),
+  lastSeq: z.int().min(0), // highest command seq stored in the journal
+  running: z.array(id).max(1000), // step ids running now
+  pendingReports: z.int().min(0), // reports in the outbox
+});
+export const agentMessage = z.discriminatedUnion("type", [helloMessage]);
+export type AgentMessage = z.infer<typeof agentMessage>;
+
+export const welcomeMessage = z.object({ type: z.literal("welcome"), agentId: z.string(), head: z.int().min(0) });
+export const commandsMessage = z.object({ type: z.literal("commands"), head: z.int().min(0) });
+export const serverMessage = z.discriminatedUnion("type", [welcomeMessage, commandsMessage]);
+export type ServerMessage = z.infer<typeof serverMessage>;

@@ -1,0 +1,96 @@
+// D1 (the server's system of record): agents, tokens, deployments, steps, logs.
+// Timestamps are epoch milliseconds. Status columns only ever move forward; the
+// projection code relies on that to make every write idempotent.
+import { sqliteTable, text, integer, blob, primaryKey, index } from "drizzle-orm/sqlite-core";
+
+export const agents = sqliteTable("agents", {
+  id: text("id").primaryKey(),
+  name: text("name").notNull().unique(),
+  credentialHash: text("credential_hash").notNull().unique(),
+  status: text("status", { enum: ["online", "offline"] }).notNull().default("offline"),
+  version: text("version"),
+  hostname: text("hostname"),
+  lastSeenAt: integer("last_seen_at"),
+  createdAt: integer("created_at").notNull(),
+  revokedAt: integer("revoked_at"),
+});
+
+export const registrationTokens = sqliteTable("registration_tokens", {
+  tokenHash: text("token_hash").primaryKey(),
+  createdAt: integer("created_at").notNull(),
+  expiresAt: integer("expires_at").notNull(),
+  usedAt: integer("used_at"),
+  usedByAgentId: text("used_by_agent_id"),
+});
+
+export const apiTokens = sqliteTable("api_tokens", {
+  id: text("id").primaryKey(),
+  name: text("name").notNull(),
+  tokenHash: text("token_hash").notNull().unique(),
+  role: text("role", { enum: ["admin", "viewer"] }).notNull(),
+  createdAt: integer("created_at").notNull(),
+  revokedAt: integer("revoked_at"),
+});
+
+export const deployments = sqliteTable(
+  "deployments",
+  {
+    id: text("id").primaryKey(),
+    name: text("name").notNull(),
+    status: text("status", { enum: ["queued", "running", "succeeded", "failed", "canceled"] }).notNull(),
+    createdAt: integer("created_at").notNull(),
+    updatedAt: integer("updated_at").notNull(),
+    finishedAt: integer("finished_at"),
+  },
+  (t) => [index("deployments_created_at").on(t.createdAt)],
+);
+
+// One row per (deployment, agent): the command that carries that agent's steps.
+// dispatchedAt stays null until the agent's Durable Object has stored the
+// command, so an interrupted dispatch can be found and repeated.
+export const deploymentTargets = sqliteTable(
+  "deployment_targets",
+  {
+    deploymentId: text("deployment_id").notNull(),
+    agentId: text("agent_id").notNull(),
+    commandId: text("command_id").notNull().unique(),
+    dispatchedAt: integer("dispatched_at"),
+  },
+  (t) => [primaryKey({ columns: [t.deploymentId, t.agentId] })],
+);
+
+export const deploymentSteps = sqliteTable(
+  "deployment_steps",
+  {
+    id: text("id").primaryKey(),
+    deploymentId: text("deployment_id").notNull(),
+    agentId: text("agent_id").notNull(),
+    position: integer("position").notNull(),
+    name: text("name").notNull(),
+    type: text("type", { enum: ["shell"] }).notNull(),
+    command: text("command").notNull(),
+    timeoutSeconds: integer("timeout_seconds"),
+    retry: text("retry", { enum: ["never", "safe"] }).notNull(),
+    status: text("status", {
+      enum: ["pending", "running", "succeeded", "failed", "interrupted", "skipped", "canceled"],
+    }).notNull(),
+    exitCode: integer("exit_code"),
+    reason: text("reason"),
+    startedAt: integer("started_at"),
+    finishedAt: integer("finished_at"),
+    logLength: integer("log_length").notNull().default(0),
+  },
+  (t) => [index("deployment_steps_deployment").on(t.deploymentId, t.agentId, t.position)],
+);
+
+// A step's output as byte chunks keyed by their offset: an upload retried at the
+// same offset hits the primary key instead of duplicating bytes.
+export const stepLogs = sqliteTable(
+  "step_logs",
+  {
+    stepId: text("step_id").notNull(),
+    offset: integer("offset").notNull(),
+    data: blob("data", { mode: "buffer" }).notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.stepId, t.offset] })],
+);

@@ -1,0 +1,24 @@
+// Size limits shared by both ends: the server rejects more, the agent never sends more.
+export const LIMITS = {
+  jsonBodyBytes: 256 * 1024,
+  logChunkBytes: 256 * 1024,
+  logBytesPerStep: 16 * 1024 * 1024,
+  stepsPerDeployment: 100,
+  agentsPerDeployment: 100,
+  commandBytes: 64 * 1024,
+  reportsPerBatch: 100,
+  commandsPerPull: 100,
+  longPollSeconds: 25,
+  wsMessageBytes: 64 * 1024,
+} as const;
+
+// Presence and reconnect defaults (DESIGN.md §2); each can be overridden.
+export const TIMING = {
+  heartbeatMs: 10_000,
+  offlineAfterMs: 30_000,
+  reconnectMinMs: 500,
+  reconnectMaxMs: 30_000,
+} as const;
+
+export const HEARTBEAT_PING = "ping";
+export const HEARTBEAT_PONG = "pong";
