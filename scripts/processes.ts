@@ -1,0 +1,41 @@
+// Child processes of the local launchers. They stay in the launcher's process
+// group, so Ctrl-C in a terminal, or a supervisor killing the group, reaches
+// wrangler and workerd too; a signal sent to the launcher alone is passed on.
+import { spawn, type SpawnOptions } from "node:child_process";
+
+export type Child = { pid: number; exited: Promise<number>; stop(graceMs?: number): Promise<number> };
+
+export function startChild(cmd: string, args: string[], opts: SpawnOptions = {}): Child {
+  const child = spawn(cmd, args, { stdio: "inherit", ...opts });
+  const exited = new Promise<number>((resolve) => child.on("exit", (code, signal) => resolve(code ?? (signal ? 0 : 1))));
+  return {
+    pid: child.pid!,
+    exited,
+    async stop(graceMs = 10_000) {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+      const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
+      const code = await exited;
+      clearTimeout(timer);
+      return code;
+    },
+  };
+}
+
+export async function runToEnd(cmd: string, args: string[], opts: SpawnOptions = {}) {
+  const c = startChild(cmd, args, { stdio: ["ignore", "inherit", "inherit"], ...opts });
+  const code = await c.exited;
+  if (code !== 0) throw new Error(`${cmd} ${args.join(" ")} exited with ${code}`);
+}
+
+// Ctrl-C and SIGTERM stop the children in reverse start order, then exit.
+export function stopOnSignals(children: () => Child[]) {
+  let stopping = false;
+  for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+    process.on(sig, async () => {
+      if (stopping) return;
+      stopping = true;
+      for (const c of [...children()].reverse()) await c.stop();
+      process.exit(0);
+    });
+  }
+}

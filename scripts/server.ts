@@ -1,0 +1,49 @@
+// `npm run server`: apply D1 migrations, then run the Worker under wrangler dev on
+// 127.0.0.1:PORT with its state persisted in OUTPOST_STATE_DIR. Ctrl-C / SIGTERM
+// stops wrangler and workerd (its child) with it.
+import { join } from "node:path";
+import { writeFileSync } from "node:fs";
+import { localConfig, type LocalConfig } from "./local-state.ts";
+import { runToEnd, startChild, stopOnSignals } from "./processes.ts";
+
+const projectRoot = join(import.meta.dirname, "..");
+// Run wrangler with this Node (22, from the `node` devDependency), not whatever `node` is first on PATH.
+const wrangler = join(projectRoot, "node_modules/wrangler/bin/wrangler.js");
+
+export async function startServer(config: LocalConfig) {
+  const persist = join(config.stateDir, "wrangler");
+  const env = { ...process.env, WRANGLER_SEND_METRICS: "false", CI: process.env.CI ?? "1" };
+  await runToEnd(process.execPath, [wrangler, "d1", "migrations", "apply", "DB", "--local", "--persist-to", persist], { cwd: projectRoot, env });
+  // Vars go through a 0600 file rather than the command line, where `ps` would show the token.
+  const envFile = join(config.stateDir, "server.env");
+  writeFileSync(envFile, `OUTPOST_ADMIN_TOKEN=${config.adminToken}\n`, { mode: 0o600 });
+  return startChild(
+    process.execPath,
+    [wrangler, "dev", "--ip", "127.0.0.1", "--port", String(config.port), "--persist-to", persist,
+      "--env-file", envFile, "--show-interactive-dev-session=false", "--inspector-port", "0", "--log-level", process.env.OUTPOST_LOG_LEVEL ?? "warn"],
+    { cwd: projectRoot, env },
+  );
+}
+
+export async function waitUntilServing(base: string, adminToken: string, timeoutMs = 90_000) {
+  const t0 = Date.now();
+  for (;;) {
+    try {
+      const r = await fetch(`${base}/api/v1/agents`, { headers: { authorization: `Bearer ${adminToken}` }, signal: AbortSignal.timeout(5000) });
+      if (r.status === 200) return;
+    } catch { /* not listening yet */ }
+    if (Date.now() - t0 > timeoutMs) throw new Error(`server at ${base} did not answer within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+if (import.meta.main) {
+  const config = localConfig();
+  const server = await startServer(config);
+  stopOnSignals(() => [server]);
+  const base = `http://127.0.0.1:${config.port}`;
+  await waitUntilServing(base, config.adminToken);
+  console.log(`Outpost server at ${base}  (state: ${config.stateDir})`);
+  if (config.tokenWasGenerated) console.log(`Admin token (generated, kept in ${join(config.stateDir, "admin-token")}): ${config.adminToken}`);
+  process.exitCode = await server.exited;
+}

@@ -1,0 +1,12 @@
+import type { AgentChannel } from "../durable-objects/agent-channel.ts";
+
+// Bindings from wrangler.toml plus the optional vars/secrets the code reads.
+export interface Env {
+  DB: D1Database;
+  AGENT_CHANNEL: DurableObjectNamespace<AgentChannel>;
+  ASSETS?: Fetcher;
+  /** Admin bearer token for /api/v1 (a secret in production). Unset: only api_tokens rows work. */
+  OUTPOST_ADMIN_TOKEN?: string;
+  /** Presence: an agent without a heartbeat for this long is offline (default TIMING.offlineAfterMs). */
+  OUTPOST_OFFLINE_AFTER_MS?: string;
+}
