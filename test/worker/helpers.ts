@@ -1,0 +1,133 @@
+// Test helpers: real requests through the Worker's default export, real D1, real DOs.
+import { env, exports } from "cloudflare:workers";
+import { expect } from "vitest";
+import type { RegisterResponse, ServerMessage } from "../../schema/agent-api.ts";
+
+export const ADMIN = "test-admin";
+const BASE = "https://outpost.test";
+
+export function call(path: string, init: RequestInit = {}, token: string | null = ADMIN): Promise<Response> {
+  const headers = new Headers(init.headers);
+  if (token !== null && !headers.has("authorization")) headers.set("authorization", `Bearer ${token}`);
+  if (typeof init.body === "string" && !headers.has("content-type")) headers.set("content-type", "application/json");
+  return exports.default.fetch(new Request(`${BASE}${path}`, { ...init, headers }));
+}
+
+export function postJson(path: string, body: unknown, token: string | null = ADMIN): Promise<Response> {
+  return call(path, { method: "POST", body: JSON.stringify(body) }, token);
+}
+
+export async function expectError(res: Response, status: number, messagePart?: string | RegExp): Promise<Record<string, unknown>> {
+  const text = await res.text();
+  expect(res.status, text).toBe(status);
+  expect(res.headers.get("content-type")).toMatch(/application\/json/);
+  const body = JSON.parse(text) as Record<string, unknown>;
+  expect(typeof body.error).toBe("string");
+  if (messagePart !== undefined) expect(body.error).toMatch(messagePart);
+  return body;
+}
+
+export async function registrationToken(): Promise<string> {
+  const res = await postJson("/api/v1/registration-tokens", {});
+  expect(res.status).toBe(201);
+  return ((await res.json()) as { token: string }).token;
+}
+
+export type TestAgent = RegisterResponse & { name: string };
+
+export async function registerAgent(name: string): Promise<TestAgent> {
+  const token = await registrationToken();
+  const res = await postJson("/agent/v1/register", { token, name, version: "1.0.0" }, null);
+  expect(res.status, await res.clone().text()).toBe(201);
+  return { ...((await res.json()) as RegisterResponse), name };
+}
+
+export function agentCall(agent: TestAgent, path: string, init: RequestInit = {}): Promise<Response> {
+  return call(path, init, agent.credential);
+}
+
+export async function createDeployment(agents: string[], steps: { name: string; command: string }[] = [{ name: "echo", command: "echo hi" }]): Promise<string> {
+  const res = await postJson("/api/v1/deployments", { agents, steps: steps.map((s) => ({ ...s, type: "shell" })) });
+  expect(res.status, await res.clone().text()).toBe(201);
+  return ((await res.json()) as { id: string }).id;
+}
+
+export async function countRows(table: string): Promise<number> {
+  const row = await env.DB.prepare(`SELECT count(*) AS n FROM ${table}`).first<{ n: number }>();
+  return row?.n ?? 0;
+}
+
+// A WebSocket to /agent/v1/channel whose messages are queued for the test to take in order.
+export class TestSocket {
+  readonly messages: ServerMessage[] = [];
+  readonly raw: string[] = [];
+  closed: { code: number; reason: string } | null = null;
+  private waiters: (() => void)[] = [];
+
+  readonly ws: WebSocket;
+
+  constructor(ws: WebSocket) {
+    this.ws = ws;
+    ws.addEventListener("message", (e) => {
+      const data = typeof e.data === "string" ? e.data : new TextDecoder().decode(e.data as ArrayBuffer);
+      this.raw.push(data);
+      if (data !== "pong") this.messages.push(JSON.parse(data) as ServerMessage);
+      this.wake();
+    });
+    ws.addEventListener("close", (e) => {
+      this.closed = { code: e.code, reason: e.reason };
+      this.wake();
+    });
+  }
+
+  static async open(agent: TestAgent): Promise<TestSocket> {
+    const res = await agentCall(agent, "/agent/v1/channel", { headers: { upgrade: "websocket" } });
+    expect(res.status).toBe(101);
+    const ws = res.webSocket!;
+    ws.accept();
+    return new TestSocket(ws);
+  }
+
+  private wake() {
+    for (const w of this.waiters.splice(0)) w();
+  }
+
+  async until<T>(check: () => T | undefined | null | false, what: string, timeoutMs = 5000): Promise<T> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const v = check();
+      if (v) return v;
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`timed out waiting for ${what}; got ${JSON.stringify(this.raw)} closed=${JSON.stringify(this.closed)}`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.waiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+  }
+
+  next<T extends ServerMessage["type"]>(type: T, after = 0): Promise<Extract<ServerMessage, { type: T }>> {
+    return this.until(
+      () => this.messages.slice(after).find((m): m is Extract<ServerMessage, { type: T }> => m.type === type),
+      `a '${type}' message`,
+    );
+  }
+
+  hello(lastSeq = 0) {
+    this.ws.send(JSON.stringify({ type: "hello", version: "1.2.3", lastSeq, running: [], pendingReports: 0 }));
+  }
+}
+
+// Polls until `check` returns a truthy value (D1 projections may finish after a response).
+export async function eventually<T>(check: () => Promise<T | undefined | null | false>, what: string, timeoutMs = 5000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await check();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}

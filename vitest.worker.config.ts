@@ -1,0 +1,24 @@
+import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
+import { defineConfig } from "vitest/config";
+
+// Worker + Durable Object tests, run inside workerd with the real bindings of
+// wrangler.toml (local D1, the AgentChannel namespace). Storage is isolated per file.
+export default defineConfig({
+  plugins: [
+    cloudflareTest(async () => ({
+      wrangler: { configPath: "./wrangler.toml" },
+      miniflare: {
+        bindings: {
+          OUTPOST_ADMIN_TOKEN: "test-admin",
+          TEST_MIGRATIONS: await readD1Migrations("schema/migrations/d1"),
+        },
+      },
+    })),
+  ],
+  test: {
+    name: "worker",
+    include: ["test/worker/**/*.test.ts", "worker/**/*.test.ts", "durable-objects/**/*.test.ts"],
+    setupFiles: ["./test/worker/apply-migrations.ts"],
+    testTimeout: 30_000,
+  },
+});

@@ -1,0 +1,20 @@
+import { drizzle } from "drizzle-orm/d1";
+import type { SQL } from "drizzle-orm";
+import { SQLiteAsyncDialect } from "drizzle-orm/sqlite-core";
+import type { Env } from "./env.ts";
+
+export type Db = ReturnType<typeof drizzle>;
+
+export function d1(env: Env): Db {
+  return drizzle(env.DB);
+}
+
+const dialect = new SQLiteAsyncDialect();
+
+// drizzle 0.45's db.batch cannot carry raw `sql` statements that have parameters
+// (db.run(sql) has no prepared statement to bind), so raw statements meant for a
+// batch are rendered by drizzle's dialect and batched with D1's own API.
+export function prepared(db: D1Database, query: SQL): D1PreparedStatement {
+  const { sql, params } = dialect.sqlToQuery(query);
+  return db.prepare(sql).bind(...params);
+}

@@ -1,0 +1,32 @@
+// Every client mistake becomes an HttpError: a 4xx with a readable message and,
+// where the client needs it to recover, extra fields (e.g. the server's `head`).
+
+export class HttpError extends Error {
+  readonly status: number;
+  readonly extra: Record<string, unknown>;
+
+  constructor(status: number, message: string, extra: Record<string, unknown> = {}) {
+    super(message);
+    this.name = "HttpError";
+    this.status = status;
+    this.extra = extra;
+  }
+}
+
+export function json(body: unknown, status = 200, headers: HeadersInit = {}): Response {
+  const h = new Headers(headers);
+  h.set("content-type", "application/json; charset=utf-8");
+  return new Response(JSON.stringify(body), { status, headers: h });
+}
+
+export function errorResponse(status: number, message: string, extra: Record<string, unknown> = {}, headers: HeadersInit = {}): Response {
+  return json({ ...extra, error: message }, status, headers);
+}
+
+// Router catch-all: known errors keep their status; anything else is our bug, logged with context.
+export function toErrorResponse(err: unknown, request: Request): Response {
+  if (err instanceof HttpError) return errorResponse(err.status, err.message, err.extra);
+  const url = new URL(request.url);
+  console.error(`unhandled error in ${request.method} ${url.pathname}:`, err);
+  return errorResponse(500, "internal error");
+}

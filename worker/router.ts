@@ -1,0 +1,48 @@
+// Routing table. Each path lists its methods; any other method on a known path
+// is a 405, any unknown path a JSON 404, and every thrown error a JSON answer.
+import { Router, type IRequest } from "itty-router";
+import type { Env } from "./env.ts";
+import { errorResponse, toErrorResponse } from "./http-errors.ts";
+import { openChannel, postReports, pullCommands, putStepLog } from "./routes/agent-api.ts";
+import { listAgents } from "./routes/agents.ts";
+import { getDeployment, getDeployments, getStepLog, postDeployment } from "./routes/deployments.ts";
+import { createRegistrationToken, registerAgent } from "./routes/registration.ts";
+
+export type ApiRequest = IRequest;
+type Args = [env: Env, ctx: ExecutionContext];
+type Handler = (request: ApiRequest, env: Env, ctx: ExecutionContext) => Promise<Response>;
+type Method = "GET" | "POST" | "PUT" | "DELETE";
+
+const ROUTES: [path: string, methods: Partial<Record<Method, Handler>>][] = [
+  ["/api/v1/registration-tokens", { POST: createRegistrationToken }],
+  ["/api/v1/agents", { GET: listAgents }],
+  ["/api/v1/deployments", { GET: getDeployments, POST: postDeployment }],
+  ["/api/v1/deployments/:id", { GET: getDeployment }],
+  ["/api/v1/deployments/:id/steps/:stepId/log", { GET: getStepLog }],
+  ["/agent/v1/register", { POST: registerAgent }],
+  ["/agent/v1/channel", { GET: openChannel }],
+  ["/agent/v1/commands", { GET: pullCommands }],
+  ["/agent/v1/reports", { POST: postReports }],
+  ["/agent/v1/steps/:stepId/log", { PUT: putStepLog }],
+];
+
+export function buildRouter() {
+  const router = Router<ApiRequest, Args, Response>({
+    catch: (err, request) => toErrorResponse(err, request),
+    finally: [
+      (response: Response | undefined, request: ApiRequest) =>
+        response ?? errorResponse(404, `no such endpoint: ${request.method} ${new URL(request.url).pathname}`),
+    ],
+  });
+  for (const [path, methods] of ROUTES) {
+    const allowed = Object.keys(methods) as Method[];
+    for (const method of allowed) {
+      const handler = methods[method]!;
+      router[method.toLowerCase() as Lowercase<Method>](path, handler);
+    }
+    router.all(path, (request: ApiRequest) =>
+      errorResponse(405, `${request.method} is not allowed here; use ${allowed.join(" or ")}`, {}, { allow: allowed.join(", ") }),
+    );
+  }
+  return router;
+}
