@@ -1,0 +1,124 @@
+// The monitor process (`outpost-agent run`): writes monitor.pid, forks the
+// worker and restarts it with back-off when it dies (full jitter 0.5 s → 30 s,
+// reset after a healthy minute). SIGTERM/SIGINT: SIGTERM the worker, SIGKILL it
+// after 10 s, remove the pid files, resolve. The worker exits by itself when
+// the monitor dies (IPC disconnect).
+import { fork, type ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { Backoff, restartDelayMs } from "../backoff.ts";
+import { AgentError, SettingsError } from "../errors.ts";
+import { checkServerUrl } from "../url-policy.ts";
+import { createLogger } from "../log.ts";
+import { homePaths, readCredential, readPidFile, readSettings, removePidFile, writePidFile } from "../settings.ts";
+
+const WORKER_ENTRY = fileURLToPath(new URL("../worker/main.ts", import.meta.url));
+const STOP_GRACE_MS = 10_000;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+// Whether `pid` is a live process whose command line mentions `marker` (guards against pid reuse).
+function isAgentProcess(pid: number, marker: string): boolean {
+  if (!alive(pid)) return false;
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(marker);
+  } catch {
+    return true; // no /proc: trust the pid
+  }
+}
+
+function waitExit(child: ChildProcess, ms: number): Promise<boolean> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const t = setTimeout(() => resolve(false), ms);
+    child.once("exit", () => {
+      clearTimeout(t);
+      resolve(true);
+    });
+  });
+}
+
+export type MonitorOptions = { home: string; concurrency: number | null };
+
+export async function runMonitor(opts: MonitorOptions): Promise<void> {
+  const log = createLogger("monitor");
+  const paths = homePaths(opts.home);
+  const settings = readSettings(paths.home); // fail fast, before forking, on an unregistered home
+  readCredential(paths.home);
+  const urlCheck = checkServerUrl(settings.server, { insecure: settings.insecure });
+  if (!urlCheck.ok) throw new SettingsError(`server in ${paths.settings}: ${urlCheck.error}`, { path: paths.settings });
+
+  const other = readPidFile(paths.monitorPid);
+  if (other !== null && other !== process.pid && isAgentProcess(other, "outpost-agent")) {
+    throw new AgentError(`another monitor (pid ${other}) is running for ${paths.home}`, { pid: other });
+  }
+  const staleWorker = readPidFile(paths.workerPid);
+  if (staleWorker !== null && isAgentProcess(staleWorker, "worker/main.ts")) {
+    log.warn(`a worker of an earlier monitor (pid ${staleWorker}) is still running; waiting for it to exit`);
+    const t0 = Date.now();
+    while (alive(staleWorker) && Date.now() - t0 < STOP_GRACE_MS) await sleep(100);
+    if (alive(staleWorker)) process.kill(staleWorker, "SIGKILL");
+  }
+  writePidFile(paths.monitorPid);
+
+  const env = settings.ca ? { ...process.env, NODE_EXTRA_CA_CERTS: settings.ca } : process.env;
+  const args = ["--home", paths.home, ...(opts.concurrency ? ["--concurrency", String(opts.concurrency)] : [])];
+  const backoff = new Backoff();
+  let child: ChildProcess | null = null;
+  let stopping = false;
+  let restartTimer: NodeJS.Timeout | null = null;
+
+  const startWorker = () => {
+    restartTimer = null;
+    if (stopping) return;
+    const startedAt = Date.now();
+    const c = fork(WORKER_ENTRY, args, { env, stdio: ["ignore", "inherit", "inherit", "ipc"] });
+    child = c;
+    log.info(`worker started, pid ${c.pid}`);
+    c.on("error", (e) => log.error(`worker process ${c.pid}`, e));
+    c.on("exit", (code, signal) => {
+      if (c.pid) removePidFile(paths.workerPid, c.pid);
+      if (stopping) return;
+      const uptime = Date.now() - startedAt;
+      const delay = restartDelayMs(backoff, uptime);
+      log.warn(`worker ${c.pid} exited (${signal ?? `code ${code}`}) after ${(uptime / 1000).toFixed(1)} s; restarting in ${delay} ms`);
+      restartTimer = setTimeout(startWorker, delay);
+    });
+  };
+
+  log.info(`monitor started (pid ${process.pid}, home ${paths.home})`);
+  startWorker();
+
+  await new Promise<void>((resolve) => {
+    const stop = async (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      log.info(`${signal}: stopping the worker`);
+      if (restartTimer) clearTimeout(restartTimer);
+      const c = child;
+      if (c && c.exitCode === null && c.signalCode === null) {
+        c.kill("SIGTERM");
+        if (!(await waitExit(c, STOP_GRACE_MS))) {
+          log.warn(`worker ${c.pid} did not stop within ${STOP_GRACE_MS / 1000} s; SIGKILL`);
+          c.kill("SIGKILL");
+          await waitExit(c, 5_000);
+        }
+      }
+      if (c?.pid) removePidFile(paths.workerPid, c.pid);
+      removePidFile(paths.monitorPid, process.pid);
+      log.info("stopped");
+      resolve();
+    };
+    process.on("SIGTERM", () => void stop("SIGTERM"));
+    process.on("SIGINT", () => void stop("SIGINT"));
+  });
+}

@@ -1,0 +1,75 @@
+// `outpost-agent register`: trades a single-use registration token for this
+// agent's own credential and writes settings.json + credential.json (0600).
+import { spawnSync } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { hostname } from "node:os";
+import { resolve } from "node:path";
+import { agentName } from "../schema/api.ts";
+import type { CliRequest } from "./args.ts";
+import { HttpError, NetworkError, UsageError } from "./errors.ts";
+import { homePaths, writeCredential, writeSettings } from "./settings.ts";
+import { checkServerUrl, normalizeServerUrl } from "./url-policy.ts";
+import { AGENT_VERSION } from "./version.ts";
+import { ApiClient } from "./worker/api-client.ts";
+
+type RegisterRequest = Extract<CliRequest, { command: "register" }>;
+
+export async function register(req: RegisterRequest): Promise<number> {
+  const check = checkServerUrl(req.server, { insecure: req.insecure });
+  if (!check.ok) throw new UsageError(check.error);
+  if (!agentName.safeParse(req.name).success) throw new UsageError(`invalid --name ${JSON.stringify(req.name)}: ${agentName.safeParse(req.name).error!.issues[0].message}`);
+  const server = normalizeServerUrl(check.url);
+
+  let ca: string | null = null;
+  if (req.ca !== null) {
+    ca = resolve(req.ca);
+    try {
+      readFileSync(ca);
+    } catch (e) {
+      throw new UsageError(`cannot read --ca ${ca}: ${(e as Error).message}`);
+    }
+    // Node reads extra CAs only at start-up: run this command again with them.
+    if (process.env.NODE_EXTRA_CA_CERTS !== ca) {
+      const r = spawnSync(process.execPath, [...process.execArgv, process.argv[1], ...process.argv.slice(2)], {
+        stdio: "inherit",
+        env: { ...process.env, NODE_EXTRA_CA_CERTS: ca },
+      });
+      return r.status ?? 1;
+    }
+  }
+
+  const paths = homePaths(req.home);
+  if (existsSync(paths.credential)) {
+    process.stderr.write(`outpost-agent: ${paths.home} already holds a registered agent (${paths.credential}); use another --home\n`);
+    return 1;
+  }
+
+  const api = new ApiClient(server, null);
+  let res;
+  try {
+    res = await api.register({ token: req.token, name: req.name, version: AGENT_VERSION, hostname: hostname().slice(0, 255) });
+  } catch (e) {
+    if (e instanceof HttpError) {
+      process.stderr.write(`outpost-agent: registration refused by ${server} (HTTP ${e.status}): ${e.serverError ?? JSON.stringify(e.body)}\n`);
+    } else if (e instanceof NetworkError) {
+      process.stderr.write(`outpost-agent: cannot reach ${server}: ${e.message}\n`);
+    } else {
+      process.stderr.write(`outpost-agent: registration failed: ${(e as Error).message}\n`);
+    }
+    return 1;
+  }
+
+  writeSettings(paths.home, {
+    server,
+    name: req.name,
+    agentId: res.agentId,
+    insecure: req.insecure,
+    ca,
+    maxConcurrentDeployments: 4,
+    registeredAt: new Date().toISOString(),
+    version: AGENT_VERSION,
+  });
+  writeCredential(paths.home, res.credential);
+  process.stdout.write(`registered agent ${req.name} (id ${res.agentId}) with ${server}\ncredential stored in ${paths.credential}; start it with: outpost-agent run --home ${paths.home}\n`);
+  return 0;
+}

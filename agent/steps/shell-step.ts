@@ -1,0 +1,228 @@
+// Shell steps as detached process groups that outlive the worker.
+//
+// Each step gets <home>/steps/<step>/ with command.sh (the user's command),
+// output.log (stdout+stderr appended), pid (the wrapper's pid, = its process
+// group) and, once it ended, status (the exit code, written to status.tmp then
+// renamed, so it is either absent or complete). The worker learns the end from
+// the child's exit event (fast path) or, after a restart, by polling the status
+// file and the wrapper's liveness.
+import { spawn } from "node:child_process";
+import { createHash } from "node:crypto";
+import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { AgentError } from "../errors.ts";
+import type { StepOutcome } from "../worker/reports.ts";
+
+// $1 = step directory. `$$` is the wrapper's pid, which is also its process group id.
+export const WRAPPER = [
+  'd="$1"',
+  'echo $$ > "$d/pid"',
+  '/bin/sh "$d/command.sh" >> "$d/output.log" 2>&1 < /dev/null',
+  "c=$?",
+  'echo "$c" > "$d/status.tmp" && mv -f "$d/status.tmp" "$d/status"',
+].join("\n");
+
+export const KILL_GRACE_MS = 5_000;
+const POLL_MS = 200;
+
+export type StepPaths = { dir: string; script: string; log: string; status: string; pidFile: string };
+
+// Step ids come from the server: use them as directory names only when plainly safe.
+export function stepDirName(stepId: string): string {
+  if (/^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/.test(stepId)) return stepId;
+  return "h-" + createHash("sha256").update(stepId).digest("hex").slice(0, 32);
+}
+
+export function stepPaths(stepsDir: string, stepId: string): StepPaths {
+  const dir = join(stepsDir, stepDirName(stepId));
+  return { dir, script: join(dir, "command.sh"), log: join(dir, "output.log"), status: join(dir, "status"), pidFile: join(dir, "pid") };
+}
+
+// How a step process ended: its exit code from the status file, or null when
+// the wrapper died without writing one (killed).
+export type StepEnd = { exitCode: number | null; signal: string | null };
+
+export type StepProcess = { pid: number; paths: StepPaths; ended: Promise<StepEnd> };
+
+export class StepSpawnError extends AgentError {
+  constructor(stepId: string, cause: unknown) {
+    super(`cannot start step ${stepId}`, { stepId }, { cause });
+    this.name = "StepSpawnError";
+  }
+}
+
+export function readStatus(paths: StepPaths): number | null {
+  try {
+    const n = Number.parseInt(readFileSync(paths.status, "utf8").trim(), 10);
+    return Number.isInteger(n) ? n : null;
+  } catch {
+    return null;
+  }
+}
+
+export function readStepPid(paths: StepPaths): number | null {
+  try {
+    const n = Number.parseInt(readFileSync(paths.pidFile, "utf8").trim(), 10);
+    return Number.isInteger(n) && n > 1 ? n : null;
+  } catch {
+    return null;
+  }
+}
+
+export function logSize(paths: StepPaths): number {
+  try {
+    return statSync(paths.log).size;
+  } catch {
+    return 0;
+  }
+}
+
+// Writes command.sh and clears what an earlier attempt left (status, pid); the log is appended to.
+export function prepareStepDir(paths: StepPaths, command: string): void {
+  mkdirSync(paths.dir, { recursive: true });
+  for (const f of [paths.status, `${paths.status}.tmp`, paths.pidFile]) rmSync(f, { force: true });
+  writeFileSync(paths.script, command.endsWith("\n") ? command : command + "\n", { mode: 0o700 });
+  writeFileSync(paths.log, "", { flag: "a" });
+}
+
+export type StartOptions = { stepId: string; deploymentId: string; paths: StepPaths; cwd: string; env?: NodeJS.ProcessEnv };
+
+export async function startShellStep(opts: StartOptions): Promise<StepProcess> {
+  mkdirSync(opts.cwd, { recursive: true });
+  const env = { ...(opts.env ?? process.env), OUTPOST_DEPLOYMENT_ID: opts.deploymentId, OUTPOST_STEP_ID: opts.stepId };
+  const child = spawn("/bin/sh", ["-c", WRAPPER, "outpost-step", opts.paths.dir], { detached: true, stdio: "ignore", cwd: opts.cwd, env });
+  const ended = new Promise<StepEnd>((resolve) => {
+    child.once("exit", (code, signal) => {
+      const status = readStatus(opts.paths);
+      if (status !== null) resolve({ exitCode: status, signal: null });
+      else resolve({ exitCode: null, signal: signal ?? `wrapper exited ${code} without a status` });
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    child.once("spawn", () => resolve());
+    child.once("error", (e) => reject(new StepSpawnError(opts.stepId, e)));
+  });
+  child.unref();
+  return { pid: child.pid!, paths: opts.paths, ended };
+}
+
+function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+// Does any live (non-zombie) process remain in the process group? Orphaned
+// zombies linger until init reaps them, so /proc is consulted when present.
+// The process state letter from /proc/<pid>/stat (R, S, Z, …), null without /proc.
+function procState(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "latin1");
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[0] ?? null;
+  } catch {
+    return null;
+  }
+}
+
+export function groupExists(pgid: number): boolean {
+  if (!processExists(-pgid)) return false;
+  let entries: string[];
+  try {
+    entries = readdirSync("/proc");
+  } catch {
+    return true; // no /proc: trust kill(2)
+  }
+  for (const e of entries) {
+    if (!/^\d+$/.test(e)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${e}/stat`, "latin1");
+    } catch {
+      continue; // exited meanwhile
+    }
+    // pid (comm) state ppid pgrp ...; comm may contain spaces and parentheses
+    const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    if (Number(rest[2]) === pgid && rest[0] !== "Z" && rest[0] !== "X") return true;
+  }
+  return false;
+}
+
+// Is the wrapper of this step still alive? Guards against pid reuse after a
+// reboot by checking the process's environment on Linux.
+export function isStepAlive(pid: number, stepId: string): boolean {
+  if (!processExists(pid)) return false;
+  const state = procState(pid);
+  if (state === "Z" || state === "X") return false; // dead, waiting to be reaped
+  let environ: string;
+  try {
+    environ = readFileSync(`/proc/${pid}/environ`, "latin1");
+  } catch {
+    return true; // no /proc (or not readable): trust the pid
+  }
+  return environ.split("\0").includes(`OUTPOST_STEP_ID=${stepId}`);
+}
+
+// Watches a step started by an earlier worker: polls its status file and liveness.
+export function reattachShellStep(paths: StepPaths, pid: number, stepId: string): StepProcess {
+  const ended = new Promise<StepEnd>((resolve) => {
+    const tick = () => {
+      const status = readStatus(paths);
+      if (status !== null) return resolve({ exitCode: status, signal: null });
+      if (!isStepAlive(pid, stepId)) {
+        const late = readStatus(paths);
+        return resolve(late !== null ? { exitCode: late, signal: null } : { exitCode: null, signal: "wrapper gone without a status" });
+      }
+      setTimeout(tick, POLL_MS);
+    };
+    tick();
+  });
+  return { pid, paths, ended };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+// SIGTERM to the whole process group, SIGKILL after the grace period.
+export async function killProcessGroup(pgid: number, graceMs = KILL_GRACE_MS): Promise<void> {
+  const signal = (sig: NodeJS.Signals) => {
+    try {
+      process.kill(-pgid, sig);
+    } catch {
+      /* already gone */
+    }
+  };
+  signal("SIGTERM");
+  const t0 = Date.now();
+  while (groupExists(pgid) && Date.now() - t0 < graceMs) await sleep(50);
+  if (!groupExists(pgid)) return;
+  signal("SIGKILL");
+  const t1 = Date.now();
+  while (groupExists(pgid) && Date.now() - t1 < 2_000) await sleep(20);
+}
+
+export function outcomeFromEnd(end: StepEnd): StepOutcome {
+  if (end.exitCode === 0) return { status: "succeeded", exitCode: 0, reason: null };
+  if (end.exitCode !== null) {
+    const sig = end.exitCode > 128 && end.exitCode < 160 ? ` (killed by signal ${end.exitCode - 128})` : "";
+    return { status: "failed", exitCode: end.exitCode, reason: `exit code ${end.exitCode}${sig}` };
+  }
+  return { status: "failed", exitCode: null, reason: `killed before recording an exit status (${end.signal ?? "unknown"})` };
+}
+
+// Waits for the step's end; past the deadline its process group is killed and
+// the step fails with reason "timeout".
+export async function waitForStep(proc: StepProcess, deadline: number | null, timeoutSeconds: number | null): Promise<StepOutcome> {
+  if (deadline === null) return outcomeFromEnd(await proc.ended);
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<"timeout">((resolve) => {
+    timer = setTimeout(() => resolve("timeout"), Math.max(0, deadline - Date.now()));
+  });
+  const first = await Promise.race([proc.ended, timedOut]);
+  clearTimeout(timer);
+  if (first !== "timeout") return outcomeFromEnd(first);
+  await killProcessGroup(proc.pid);
+  await proc.ended;
+  return { status: "failed", exitCode: null, reason: `timeout: still running after ${timeoutSeconds} s, process group killed` };
+}

@@ -1,0 +1,6 @@
+// The agent's version: the project's package.json version.
+import { readFileSync } from "node:fs";
+
+export const AGENT_VERSION: string = (
+  JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string }
+).version;

@@ -1,0 +1,134 @@
+// The WebSocket to /agent/v1/channel: notifications and presence only, never
+// work. Sends `hello` first, learns the server's head from `welcome` and
+// `commands`, heartbeats with "ping" every 10 s and reconnects (full-jitter
+// back-off 0.5 s → 30 s) when the socket closes or stays silent for 30 s.
+import WebSocket from "ws";
+import { HEARTBEAT_PING, HEARTBEAT_PONG, LIMITS, TIMING } from "../../schema/limits.ts";
+import { agentMessage, serverMessage, type AgentMessage } from "../../schema/agent-api.ts";
+import { Backoff } from "../backoff.ts";
+import { describeCause } from "../errors.ts";
+import type { Logger } from "../log.ts";
+
+const HEALTHY_CONNECTION_MS = 10_000; // a connection that lived this long resets the back-off
+
+export type ChannelDeps = {
+  url: string;
+  credential: string;
+  log: Logger;
+  hello: () => Promise<AgentMessage>;
+  onHead: (head: number) => void;
+  onUp: () => void;
+  onDown: () => void;
+  heartbeatMs?: number;
+  silenceMs?: number;
+};
+
+export class Channel {
+  readonly #deps: ChannelDeps;
+  readonly #backoff = new Backoff();
+  #ws: WebSocket | null = null;
+  #up = false;
+  #stopped = false;
+  #reconnectTimer: NodeJS.Timeout | null = null;
+  #lastError = "";
+
+  constructor(deps: ChannelDeps) {
+    this.#deps = deps;
+  }
+
+  get isUp(): boolean {
+    return this.#up;
+  }
+
+  start(): void {
+    this.#connect();
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    if (this.#reconnectTimer) clearTimeout(this.#reconnectTimer);
+    this.#ws?.close(1001, "agent stopping");
+    setTimeout(() => this.#ws?.terminate(), 1_000).unref();
+  }
+
+  #connect(): void {
+    const { url, credential, log } = this.#deps;
+    const heartbeatMs = this.#deps.heartbeatMs ?? TIMING.heartbeatMs;
+    const silenceMs = this.#deps.silenceMs ?? TIMING.offlineAfterMs;
+    const ws = new WebSocket(url, { headers: { authorization: `Bearer ${credential}` }, handshakeTimeout: 15_000, maxPayload: LIMITS.wsMessageBytes });
+    this.#ws = ws;
+    let openedAt = 0;
+    let lastHeard = Date.now();
+    let heartbeat: NodeJS.Timeout | null = null;
+
+    ws.on("open", () => {
+      openedAt = Date.now();
+      lastHeard = openedAt;
+      heartbeat = setInterval(() => {
+        if (Date.now() - lastHeard > silenceMs) {
+          log.warn(`channel silent for ${Math.round((Date.now() - lastHeard) / 1000)} s; reconnecting`);
+          ws.terminate();
+          return;
+        }
+        ws.send(HEARTBEAT_PING, (e) => e && log.warn("heartbeat send failed", e));
+      }, heartbeatMs);
+      this.#deps
+        .hello()
+        .then((m) => ws.send(JSON.stringify(agentMessage.parse(m))))
+        .catch((e) => {
+          log.error("cannot send hello; reconnecting", e);
+          ws.terminate();
+        });
+    });
+
+    ws.on("message", (data, isBinary) => {
+      lastHeard = Date.now();
+      if (isBinary) return log.warn("ignoring a binary message on the channel");
+      const text = data.toString();
+      if (text === HEARTBEAT_PONG) return;
+      let msg: unknown;
+      try {
+        msg = JSON.parse(text);
+      } catch {
+        return log.warn(`ignoring a non-JSON channel message: ${text.slice(0, 100)}`);
+      }
+      const parsed = serverMessage.safeParse(msg);
+      if (!parsed.success) return log.warn(`ignoring an unknown channel message: ${text.slice(0, 100)}`);
+      if (parsed.data.type === "welcome") {
+        if (!this.#up) {
+          this.#up = true;
+          this.#lastError = "";
+          log.info(`channel up (agent ${parsed.data.agentId}, server head ${parsed.data.head})`);
+          this.#deps.onUp();
+        }
+      }
+      log.debug(`channel ${parsed.data.type} head ${parsed.data.head}`);
+      this.#deps.onHead(parsed.data.head);
+    });
+
+    ws.on("error", (e) => {
+      // 'close' follows; log each distinct error once per outage
+      const text = describeCause(e);
+      if (text !== this.#lastError) log.warn(`channel error: ${text}`);
+      this.#lastError = text;
+    });
+
+    ws.on("close", (code) => {
+      if (heartbeat) clearInterval(heartbeat);
+      const wasUp = this.#up;
+      this.#up = false;
+      if (this.#ws === ws) this.#ws = null;
+      if (wasUp) {
+        log.warn(`channel down (code ${code})`);
+        this.#deps.onDown();
+      }
+      if (this.#stopped) return;
+      if (openedAt && Date.now() - openedAt >= HEALTHY_CONNECTION_MS) this.#backoff.reset();
+      const delay = this.#backoff.next();
+      this.#reconnectTimer = setTimeout(() => {
+        this.#reconnectTimer = null;
+        if (!this.#stopped) this.#connect();
+      }, delay);
+    });
+  }
+}

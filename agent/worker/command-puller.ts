@@ -1,0 +1,114 @@
+// Pulls commands over HTTPS: GET /agent/v1/commands?after=<lastSeq>. `after` is
+// the cumulative acknowledgement, so it only ever names commands already
+// committed to the journal (invariant 4). Pulls happen when the channel says
+// there is something new, every 30 s while the channel is up, and as
+// back-to-back long-polls (wait=25) while it is down.
+import { HttpError } from "../errors.ts";
+import { LIMITS } from "../../schema/limits.ts";
+import { Backoff } from "../backoff.ts";
+import type { Logger } from "../log.ts";
+import type { ApiClient } from "./api-client.ts";
+import { classifyCommands } from "./command-intake.ts";
+import type { Journal } from "./journal.ts";
+import { Waker } from "./waker.ts";
+
+export const PERIODIC_PULL_MS = 30_000;
+const MIN_LONG_POLL_CYCLE_MS = 1_000; // a server that ignores `wait` must not make us spin
+
+export type CommandPullerDeps = { journal: Journal; api: ApiClient; log: Logger; onStored: () => void };
+
+export class CommandPuller {
+  readonly #deps: CommandPullerDeps;
+  readonly #waker = new Waker();
+  readonly #abort = new AbortController();
+  #lastSeq = 0;
+  #kicked = true;
+  #channelUp = false;
+  #stopped = false;
+  #done: Promise<void> = Promise.resolve();
+
+  constructor(deps: CommandPullerDeps) {
+    this.#deps = deps;
+  }
+
+  get lastSeq(): number {
+    return this.#lastSeq;
+  }
+
+  async start(): Promise<void> {
+    this.#lastSeq = await this.#deps.journal.lastSeq();
+    this.#done = this.#loop();
+  }
+
+  // The server's head seq (welcome / commands notification).
+  notifyHead(head: number): void {
+    if (head > this.#lastSeq) this.#kick();
+  }
+
+  setChannelUp(up: boolean): void {
+    if (this.#channelUp === up) return;
+    this.#channelUp = up;
+    this.#kick();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#abort.abort();
+    this.#waker.wake();
+    await this.#done;
+  }
+
+  #kick(): void {
+    this.#kicked = true;
+    this.#waker.wake();
+  }
+
+  async #loop(): Promise<void> {
+    const { journal, api, log, onStored } = this.#deps;
+    const backoff = new Backoff();
+    while (!this.#stopped) {
+      if (!this.#kicked && this.#channelUp) await this.#waker.wait(PERIODIC_PULL_MS);
+      if (this.#stopped) break;
+      this.#kicked = false;
+      const wait = this.#channelUp ? 0 : LIMITS.longPollSeconds;
+      const t0 = Date.now();
+      try {
+        log.debug(`pull after=${this.#lastSeq} wait=${wait}`);
+        const res = await api.pull(this.#lastSeq, wait, this.#abort.signal);
+        log.debug(`pulled ${res.commands.length} command(s), head ${res.head}`);
+        const intake = classifyCommands(res.commands, this.#lastSeq);
+        if (intake.items.length > 0) {
+          const r = await journal.storeCommands(intake.items);
+          this.#lastSeq = r.lastSeq;
+          for (const item of intake.items) {
+            if (item.kind === "rejected") log.error(`REJECTED command seq ${item.seq} (${item.id}): ${item.reason}; its steps are reported failed`);
+          }
+          if (r.stored.length > 0) {
+            log.info(`stored command(s) seq ${r.stored.join(", ")}`);
+            onStored();
+          }
+        }
+        backoff.reset();
+        if (intake.problem) {
+          const d = backoff.next() + 5_000;
+          log.error(`cannot store a pulled command (${intake.problem}); retrying in ${d} ms`);
+          await this.#waker.wait(d);
+        } else if (res.head > this.#lastSeq) {
+          this.#kicked = true; // more than one page
+        } else if (!this.#channelUp && res.commands.length === 0 && Date.now() - t0 < MIN_LONG_POLL_CYCLE_MS) {
+          await this.#waker.wait(MIN_LONG_POLL_CYCLE_MS);
+        }
+      } catch (e) {
+        if (this.#stopped) break;
+        const d = backoff.next();
+        if (e instanceof HttpError && e.status === 409) {
+          log.error(`server's command head is behind this agent's lastSeq ${this.#lastSeq} (server state reset?); retrying in ${d} ms`, e);
+        } else {
+          log.warn(`pull after=${this.#lastSeq} failed; retrying in ${d} ms`, e);
+        }
+        await this.#waker.wait(d);
+        this.#kicked = true;
+      }
+    }
+  }
+}

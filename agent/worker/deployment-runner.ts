@@ -1,0 +1,141 @@
+// Runs one deploy command on this agent: its steps sequentially in position
+// order, each as a detached shell step; every state change is journaled with
+// its report in one transaction. Also recovers steps a previous worker left
+// running: finish from the status file, re-attach, re-run (retry "safe") or
+// report them interrupted.
+import { LIMITS } from "../../schema/limits.ts";
+import type { Command, StepToRun } from "../../schema/agent-api.ts";
+import { describeCause } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import {
+  isStepAlive,
+  logSize,
+  outcomeFromEnd,
+  prepareStepDir,
+  readStatus,
+  readStepPid,
+  reattachShellStep,
+  startShellStep,
+  stepPaths,
+  waitForStep,
+  type StepProcess,
+} from "../steps/shell-step.ts";
+import { JournalError, type Journal, type StepRow } from "./journal.ts";
+import type { StepOutcome } from "./reports.ts";
+import { nextStep, recoverRunningStep, stepDeadline } from "./scheduling.ts";
+
+export type DeploymentRunnerDeps = {
+  journal: Journal;
+  stepsDir: string;
+  workDir: string;
+  log: Logger;
+  onStepStarted: (stepId: string) => void; // a report was queued; start uploading output
+  onStepEnded: (stepId: string) => void; // final state + report journaled
+};
+
+export class DeploymentRunner {
+  readonly #deps: DeploymentRunnerDeps;
+  #stopping = false;
+
+  constructor(deps: DeploymentRunnerDeps) {
+    this.#deps = deps;
+  }
+
+  // Stop taking new steps; running step processes are left to the next worker.
+  stop(): void {
+    this.#stopping = true;
+  }
+
+  async run(seq: number): Promise<void> {
+    const { journal, log } = this.#deps;
+    const { command } = await journal.command(seq);
+    const specs = new Map(command.steps.map((s) => [s.stepId, s]));
+    for (;;) {
+      if (this.#stopping) return;
+      const next = nextStep(await journal.steps(seq));
+      if (next.kind === "end") {
+        await journal.endCommand(seq, next.skip, next.reason);
+        for (const s of next.skip) this.#deps.onStepEnded(s.stepId);
+        log.info(`deployment ${command.deploymentId} (command seq ${seq}) ${next.failed ? "failed" : "done"} on this agent`);
+        return;
+      }
+      const spec = specs.get(next.step.stepId);
+      if (!spec) throw new JournalError(`step ${next.step.stepId} is not in command seq ${seq}`, { seq });
+      if (next.kind === "start") await this.#start(command, spec);
+      else await this.#resume(command, spec, next.step);
+    }
+  }
+
+  async #start(command: Command, spec: StepToRun): Promise<void> {
+    const { journal, log } = this.#deps;
+    const paths = stepPaths(this.#deps.stepsDir, spec.stepId);
+    prepareStepDir(paths, spec.command);
+    const startedAt = Date.now();
+    await journal.startStep(spec.stepId, command.deploymentId, startedAt);
+    this.#deps.onStepStarted(spec.stepId);
+    let proc: StepProcess;
+    try {
+      proc = await startShellStep({ stepId: spec.stepId, deploymentId: command.deploymentId, paths, cwd: this.#deps.workDir });
+    } catch (e) {
+      log.error(`step ${spec.stepId} (${spec.name}) could not start`, e);
+      await this.#finish(command, spec, { status: "failed", exitCode: null, reason: `could not start: ${describeCause(e)}` });
+      return;
+    }
+    // Not awaited (the wrapper also writes its pid file); journal writes stay in order.
+    journal.setStepPid(spec.stepId, proc.pid).catch((e) => log.error(`cannot record pid of step ${spec.stepId}`, e));
+    log.info(`step ${spec.stepId} (${spec.name}) started, pid ${proc.pid}`);
+    const outcome = await waitForStep(proc, stepDeadline(startedAt, spec.timeoutSeconds, startedAt), spec.timeoutSeconds);
+    await this.#finish(command, spec, outcome);
+  }
+
+  async #resume(command: Command, spec: StepToRun, row: StepRow): Promise<void> {
+    const { journal, log } = this.#deps;
+    const paths = stepPaths(this.#deps.stepsDir, spec.stepId);
+    const status = readStatus(paths);
+    const pid = row.pid ?? readStepPid(paths);
+    const alive = status === null && pid !== null && isStepAlive(pid, spec.stepId);
+    const decision = recoverRunningStep({ statusFileExists: status !== null, processAlive: alive, retry: spec.retry });
+    switch (decision) {
+      case "finish-from-status":
+        log.info(`step ${spec.stepId} ended while no worker watched it (exit ${status})`);
+        this.#deps.onStepStarted(spec.stepId);
+        await this.#finish(command, spec, outcomeFromEnd({ exitCode: status, signal: null }));
+        return;
+      case "reattach": {
+        log.info(`re-attached to step ${spec.stepId}, pid ${pid}`);
+        if (row.pid === null) await journal.setStepPid(spec.stepId, pid!);
+        this.#deps.onStepStarted(spec.stepId);
+        const proc = reattachShellStep(paths, pid!, spec.stepId);
+        const outcome = await waitForStep(proc, stepDeadline(row.startedAt, spec.timeoutSeconds, Date.now()), spec.timeoutSeconds);
+        await this.#finish(command, spec, outcome);
+        return;
+      }
+      case "rerun":
+        log.warn(`step ${spec.stepId} was interrupted (no process, no exit status); re-running it (retry: safe)`);
+        await journal.resetStepForRetry(spec.stepId);
+        return;
+      case "interrupt":
+        log.warn(`step ${spec.stepId} was interrupted (no process, no exit status); not re-run (retry: never)`);
+        await this.#finish(command, spec, {
+          status: "interrupted",
+          exitCode: null,
+          reason: "interrupted: the step's process was gone without an exit status (agent or machine restarted while it ran)",
+        });
+        return;
+    }
+  }
+
+  async #finish(command: Command, spec: StepToRun, outcome: StepOutcome): Promise<void> {
+    const paths = stepPaths(this.#deps.stepsDir, spec.stepId);
+    const size = logSize(paths);
+    let reason = outcome.reason;
+    if (size > LIMITS.logBytesPerStep) {
+      const note = `output truncated: only the first ${LIMITS.logBytesPerStep} of ${size} bytes uploaded`;
+      reason = reason ? `${reason}; ${note}` : note;
+    }
+    await this.#deps.journal.finishStep(spec.stepId, command.deploymentId, { ...outcome, reason }, size);
+    const code = outcome.exitCode === null ? "" : ` (exit ${outcome.exitCode})`;
+    this.#deps.log.info(`step ${spec.stepId} (${spec.name}) ${outcome.status}${code}${reason ? `: ${reason}` : ""}`);
+    this.#deps.onStepEnded(spec.stepId);
+  }
+}

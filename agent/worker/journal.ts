@@ -1,0 +1,293 @@
+// The agent's journal: a libSQL file in the agent home (drizzle tables in
+// schema/journal.ts). Commands are stored here before they are acknowledged
+// (invariant 4); every state change is written with its report in ONE
+// transaction. One connection, and every operation serialized, so
+// read-decide-write sequences never interleave.
+import { createClient, type Client } from "@libsql/client";
+import { and, asc, eq, inArray, isNotNull, ne, sql } from "drizzle-orm";
+import { drizzle, type LibSQLDatabase } from "drizzle-orm/libsql";
+import { migrate } from "drizzle-orm/libsql/migrator";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { command as commandSchema, type Command, type Report } from "../../schema/agent-api.ts";
+import { journalCommands, journalMeta, journalSteps, outbox } from "../../schema/journal.ts";
+import { LIMITS } from "../../schema/limits.ts";
+import { AgentError } from "../errors.ts";
+import { finishedReport, startedReport, type StepOutcome } from "./reports.ts";
+
+export type StepRow = typeof journalSteps.$inferSelect;
+export type OutboxEntry = { order: number; id: string; report: Report; createdAt: number };
+
+// A pulled command: valid, or rejected by validation (stored as ended so that it
+// is acknowledged, with a failed report for every step id we could read).
+export type IncomingCommand =
+  | { kind: "valid"; command: Command }
+  | { kind: "rejected"; seq: number; id: string; deploymentId: string | null; stepIds: string[]; reason: string };
+
+const MIGRATIONS = fileURLToPath(new URL("../../schema/migrations/journal", import.meta.url));
+const LAST_SEQ = "lastSeq";
+
+class Mutex {
+  #tail: Promise<unknown> = Promise.resolve();
+  run<T>(fn: () => Promise<T>): Promise<T> {
+    const result = this.#tail.then(fn);
+    this.#tail = result.catch(() => undefined);
+    return result;
+  }
+}
+
+export class JournalError extends AgentError {
+  constructor(message: string, context: Record<string, unknown> = {}, options?: { cause?: unknown }) {
+    super(message, context, options);
+    this.name = "JournalError";
+  }
+}
+
+export class Journal {
+  readonly path: string;
+  readonly #client: Client;
+  readonly #db: LibSQLDatabase;
+  readonly #mutex = new Mutex();
+  #closed = false;
+
+  private constructor(path: string, client: Client) {
+    this.path = path;
+    this.#client = client;
+    this.#db = drizzle(client);
+  }
+
+  static async open(path: string): Promise<Journal> {
+    let client: Client;
+    try {
+      client = createClient({ url: pathToFileURL(path).href, concurrency: 1 });
+      await client.execute("PRAGMA journal_mode = WAL");
+      await client.execute("PRAGMA synchronous = FULL");
+      await client.execute("PRAGMA busy_timeout = 5000");
+    } catch (e) {
+      throw new JournalError(`cannot open journal ${path}`, { path }, { cause: e });
+    }
+    const j = new Journal(path, client);
+    try {
+      await migrate(j.#db, { migrationsFolder: MIGRATIONS });
+    } catch (e) {
+      client.close();
+      throw new JournalError(`cannot migrate journal ${path}`, { path }, { cause: e });
+    }
+    return j;
+  }
+
+  #op<T>(what: string, fn: (db: LibSQLDatabase) => Promise<T>): Promise<T> {
+    return this.#mutex.run(async () => {
+      if (this.#closed) throw new JournalError(`journal closed (${what})`, { path: this.path });
+      try {
+        return await fn(this.#db);
+      } catch (e) {
+        throw e instanceof JournalError ? e : new JournalError(`journal ${what} failed`, { path: this.path }, { cause: e });
+      }
+    });
+  }
+
+  #tx<T>(what: string, fn: (tx: Parameters<Parameters<LibSQLDatabase["transaction"]>[0]>[0]) => Promise<T>): Promise<T> {
+    return this.#op(what, (db) => db.transaction(fn));
+  }
+
+  async close(): Promise<void> {
+    await this.#mutex.run(async () => {
+      if (this.#closed) return;
+      this.#closed = true;
+      this.#client.close();
+    });
+  }
+
+  // ---- commands ----
+
+  lastSeq(): Promise<number> {
+    return this.#op("lastSeq", async (db) => {
+      const row = await db.select().from(journalMeta).where(eq(journalMeta.key, LAST_SEQ)).get();
+      return row ? Number(row.value) : 0;
+    });
+  }
+
+  // Stores pulled commands and the new lastSeq in one transaction. A command whose
+  // id (or seq) is already in the journal is not stored again, so never run twice.
+  // Returns the seqs newly stored and the lastSeq now durable.
+  storeCommands(items: IncomingCommand[], now = Date.now()): Promise<{ stored: number[]; lastSeq: number }> {
+    return this.#tx("storeCommands", async (tx) => {
+      const meta = await tx.select().from(journalMeta).where(eq(journalMeta.key, LAST_SEQ)).get();
+      let lastSeq = meta ? Number(meta.value) : 0;
+      const stored: number[] = [];
+      for (const item of items) {
+        const seq = item.kind === "valid" ? item.command.seq : item.seq;
+        const id = item.kind === "valid" ? item.command.id : item.id;
+        lastSeq = Math.max(lastSeq, seq);
+        const inserted = await tx
+          .insert(journalCommands)
+          .values({ seq, id, body: JSON.stringify(item.kind === "valid" ? item.command : item), state: item.kind === "valid" ? "pending" : "done", receivedAt: now })
+          .onConflictDoNothing()
+          .returning({ seq: journalCommands.seq });
+        if (inserted.length === 0) continue;
+        stored.push(seq);
+        if (item.kind === "valid" && item.command.type === "deploy") {
+          const c = item.command;
+          await tx
+            .insert(journalSteps)
+            .values(c.steps.map((s) => ({ stepId: s.stepId, deploymentId: c.deploymentId, commandSeq: seq, position: s.position, state: "pending" as const })))
+            .onConflictDoNothing();
+        } else if (item.kind === "rejected" && item.deploymentId !== null) {
+          for (const stepId of item.stepIds) {
+            const outcome: StepOutcome = { status: "failed", exitCode: null, reason: `agent rejected the command: ${item.reason}` };
+            const ins = await tx
+              .insert(journalSteps)
+              .values({ stepId, deploymentId: item.deploymentId, commandSeq: seq, position: 0, state: "failed", reason: outcome.reason, finishedAt: now, logSize: 0 })
+              .onConflictDoNothing()
+              .returning({ stepId: journalSteps.stepId });
+            if (ins.length) await insertReport(tx, finishedReport(stepId, item.deploymentId, outcome, now), now);
+          }
+        }
+      }
+      await tx
+        .insert(journalMeta)
+        .values({ key: LAST_SEQ, value: String(lastSeq) })
+        .onConflictDoUpdate({ target: journalMeta.key, set: { value: String(lastSeq) } });
+      return { stored, lastSeq };
+    });
+  }
+
+  unfinishedCommandSeqs(): Promise<number[]> {
+    return this.#op("unfinishedCommandSeqs", async (db) => {
+      const rows = await db.select({ seq: journalCommands.seq }).from(journalCommands).where(ne(journalCommands.state, "done")).orderBy(asc(journalCommands.seq));
+      return rows.map((r) => r.seq);
+    });
+  }
+
+  command(seq: number): Promise<{ command: Command; state: "pending" | "running" | "done" }> {
+    return this.#op("command", async (db) => {
+      const row = await db.select().from(journalCommands).where(eq(journalCommands.seq, seq)).get();
+      if (!row) throw new JournalError(`no command with seq ${seq}`, { seq });
+      return { command: commandSchema.parse(JSON.parse(row.body)), state: row.state };
+    });
+  }
+
+  // Ends a command: its remaining steps are skipped (each with its report), all in one transaction.
+  endCommand(seq: number, skip: { stepId: string; deploymentId: string }[], skipReason: string, now = Date.now()): Promise<void> {
+    return this.#tx("endCommand", async (tx) => {
+      for (const s of skip) {
+        const outcome: StepOutcome = { status: "skipped", exitCode: null, reason: skipReason };
+        const upd = await tx
+          .update(journalSteps)
+          .set({ state: "skipped", reason: skipReason, finishedAt: now, logSize: 0 })
+          .where(and(eq(journalSteps.stepId, s.stepId), eq(journalSteps.state, "pending")))
+          .returning({ stepId: journalSteps.stepId });
+        if (upd.length) await insertReport(tx, finishedReport(s.stepId, s.deploymentId, outcome, now), now);
+      }
+      await tx.update(journalCommands).set({ state: "done" }).where(eq(journalCommands.seq, seq));
+    });
+  }
+
+  // ---- steps ----
+
+  steps(commandSeq: number): Promise<StepRow[]> {
+    return this.#op("steps", (db) => db.select().from(journalSteps).where(eq(journalSteps.commandSeq, commandSeq)).orderBy(asc(journalSteps.position)));
+  }
+
+  step(stepId: string): Promise<StepRow | undefined> {
+    return this.#op("step", (db) => db.select().from(journalSteps).where(eq(journalSteps.stepId, stepId)).get());
+  }
+
+  runningStepIds(): Promise<string[]> {
+    return this.#op("runningStepIds", async (db) => {
+      const rows = await db.select({ stepId: journalSteps.stepId }).from(journalSteps).where(eq(journalSteps.state, "running"));
+      return rows.map((r) => r.stepId);
+    });
+  }
+
+  // pending → running, with its step-started report (same id if regenerated).
+  startStep(stepId: string, deploymentId: string, now = Date.now()): Promise<void> {
+    return this.#tx("startStep", async (tx) => {
+      const upd = await tx
+        .update(journalSteps)
+        .set({ state: "running", startedAt: now, pid: null, exitCode: null, reason: null })
+        .where(and(eq(journalSteps.stepId, stepId), eq(journalSteps.state, "pending")))
+        .returning({ stepId: journalSteps.stepId });
+      if (upd.length === 0) throw new JournalError(`step ${stepId} is not pending`, { stepId });
+      await tx
+        .update(journalCommands)
+        .set({ state: "running" })
+        .where(and(eq(journalCommands.state, "pending"), sql`${journalCommands.seq} = (select ${journalSteps.commandSeq} from ${journalSteps} where ${journalSteps.stepId} = ${stepId})`));
+      await insertReport(tx, startedReport(stepId, deploymentId, now), now);
+    });
+  }
+
+  setStepPid(stepId: string, pid: number): Promise<void> {
+    return this.#op("setStepPid", async (db) => {
+      await db.update(journalSteps).set({ pid }).where(eq(journalSteps.stepId, stepId));
+    });
+  }
+
+  // running → final state, with its step-finished report, in one transaction.
+  finishStep(stepId: string, deploymentId: string, outcome: StepOutcome, logSize: number, now = Date.now()): Promise<void> {
+    return this.#tx("finishStep", async (tx) => {
+      const upd = await tx
+        .update(journalSteps)
+        .set({ state: outcome.status, exitCode: outcome.exitCode, reason: outcome.reason, finishedAt: now, logSize })
+        .where(and(eq(journalSteps.stepId, stepId), eq(journalSteps.state, "running")))
+        .returning({ stepId: journalSteps.stepId });
+      if (upd.length === 0) throw new JournalError(`step ${stepId} is not running`, { stepId });
+      await insertReport(tx, finishedReport(stepId, deploymentId, outcome, now), now);
+    });
+  }
+
+  // A `retry: "safe"` step whose run was interrupted goes back to pending.
+  resetStepForRetry(stepId: string): Promise<void> {
+    return this.#op("resetStepForRetry", async (db) => {
+      await db.update(journalSteps).set({ state: "pending", pid: null }).where(and(eq(journalSteps.stepId, stepId), eq(journalSteps.state, "running")));
+    });
+  }
+
+  // ---- log upload progress ----
+
+  setLogUploaded(stepId: string, bytes: number): Promise<void> {
+    return this.#op("setLogUploaded", async (db) => {
+      await db.update(journalSteps).set({ logUploaded: bytes }).where(eq(journalSteps.stepId, stepId));
+    });
+  }
+
+  // Ended steps whose output the server does not fully hold yet (up to the per-step cap).
+  stepsAwaitingLogUpload(): Promise<string[]> {
+    return this.#op("stepsAwaitingLogUpload", async (db) => {
+      const rows = await db
+        .select({ stepId: journalSteps.stepId })
+        .from(journalSteps)
+        .where(and(isNotNull(journalSteps.logSize), sql`${journalSteps.logUploaded} < min(${journalSteps.logSize}, ${LIMITS.logBytesPerStep})`));
+      return rows.map((r) => r.stepId);
+    });
+  }
+
+  // ---- outbox ----
+
+  outboxCount(): Promise<number> {
+    return this.#op("outboxCount", async (db) => {
+      const row = await db.select({ n: sql<number>`count(*)` }).from(outbox).get();
+      return Number(row?.n ?? 0);
+    });
+  }
+
+  peekOutbox(limit: number): Promise<OutboxEntry[]> {
+    return this.#op("peekOutbox", async (db) => {
+      const rows = await db.select().from(outbox).orderBy(asc(outbox.order)).limit(limit);
+      return rows.map((r) => ({ order: r.order, id: r.id, report: JSON.parse(r.body) as Report, createdAt: r.createdAt }));
+    });
+  }
+
+  deleteReports(ids: string[]): Promise<void> {
+    if (ids.length === 0) return Promise.resolve();
+    return this.#op("deleteReports", async (db) => {
+      await db.delete(outbox).where(inArray(outbox.id, ids));
+    });
+  }
+}
+
+type Tx = Parameters<Parameters<LibSQLDatabase["transaction"]>[0]>[0];
+
+async function insertReport(tx: Tx, r: Report, now: number): Promise<void> {
+  await tx.insert(outbox).values({ id: r.id, body: JSON.stringify(r), createdAt: now }).onConflictDoNothing();
+}

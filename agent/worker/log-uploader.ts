@@ -1,0 +1,160 @@
+// Uploads each step's output.log to PUT /agent/v1/steps/:stepId/log?offset=N in
+// chunks of at most 256 KiB, polling file growth every 200 ms while the step
+// runs and draining at once when it ends. Progress (`logUploaded`) lives in the
+// journal, so a restarted worker resumes where the server is. Output beyond
+// 16 MiB per step is not uploaded (noted in the log and in the step's reason).
+import { openSync, readSync, closeSync } from "node:fs";
+import { LIMITS } from "../../schema/limits.ts";
+import { Backoff } from "../backoff.ts";
+import { HttpError, isTransient, ProtocolError } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import { logSize, stepPaths } from "../steps/shell-step.ts";
+import type { ApiClient } from "./api-client.ts";
+import type { Journal, StepRow } from "./journal.ts";
+import { Waker } from "./waker.ts";
+
+const POLL_MS = 200;
+
+export function uploadTarget(logSizeFinal: number): number {
+  return Math.min(logSizeFinal, LIMITS.logBytesPerStep);
+}
+
+function readChunk(path: string, offset: number, length: number): Buffer {
+  const buf = Buffer.alloc(length);
+  const fd = openSync(path, "r");
+  try {
+    const n = readSync(fd, buf, 0, length, offset);
+    return buf.subarray(0, n);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export type LogUploaderDeps = {
+  journal: Journal;
+  api: ApiClient;
+  stepsDir: string;
+  log: Logger;
+  onDelivered: (stepId: string) => void; // the step's output is fully uploaded (or given up)
+};
+
+export class LogUploader {
+  readonly #deps: LogUploaderDeps;
+  readonly #watches = new Map<string, Waker>();
+  readonly #abandoned = new Set<string>();
+  readonly #abort = new AbortController();
+  #stopped = false;
+
+  constructor(deps: LogUploaderDeps) {
+    this.#deps = deps;
+  }
+
+  // Starts uploading a step's output (no-op if already watched).
+  watch(stepId: string): void {
+    if (this.#stopped || this.#watches.has(stepId)) return;
+    const waker = new Waker();
+    this.#watches.set(stepId, waker);
+    void this.#loop(stepId, waker);
+  }
+
+  // The step ended (its final size is in the journal): drain now.
+  stepEnded(stepId: string): void {
+    const w = this.#watches.get(stepId);
+    if (w) w.wake();
+    else this.watch(stepId);
+  }
+
+  // After a restart: ended steps whose output the server does not fully hold.
+  async resumePending(): Promise<void> {
+    for (const stepId of await this.#deps.journal.stepsAwaitingLogUpload()) this.watch(stepId);
+  }
+
+  // Whether a step-finished report may be posted: the server holds the whole (capped) output.
+  isDelivered(row: StepRow | undefined): boolean {
+    if (!row) return true;
+    if (row.logSize === null) return false;
+    return row.logUploaded >= uploadTarget(row.logSize) || this.#abandoned.has(row.stepId);
+  }
+
+  // The server is reachable again: cut every back-off short.
+  retryNow(): void {
+    for (const w of this.#watches.values()) w.wake();
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    this.#abort.abort();
+    for (const w of this.#watches.values()) w.wake();
+  }
+
+  async #loop(stepId: string, waker: Waker): Promise<void> {
+    const { journal, api, log } = this.#deps;
+    const paths = stepPaths(this.#deps.stepsDir, stepId);
+    const backoff = new Backoff();
+    let delivered = false;
+    try {
+      while (!this.#stopped) {
+        const row = await journal.step(stepId);
+        if (!row) return;
+        const ended = row.logSize !== null;
+        const available = ended ? uploadTarget(row.logSize!) : Math.min(logSize(paths), LIMITS.logBytesPerStep);
+        if (row.logUploaded < available) {
+          const want = Math.min(available - row.logUploaded, LIMITS.logChunkBytes);
+          let bytes: Buffer;
+          try {
+            bytes = readChunk(paths.log, row.logUploaded, want);
+          } catch (e) {
+            log.error(`cannot read output of step ${stepId}; its log upload is abandoned`, e);
+            this.#abandoned.add(stepId);
+            delivered = true;
+            return;
+          }
+          if (bytes.length === 0) {
+            if (ended) {
+              log.error(`output of step ${stepId} is shorter than recorded (${row.logUploaded} < ${available} bytes); log upload abandoned`);
+              this.#abandoned.add(stepId);
+              delivered = true;
+              return;
+            }
+            await waker.wait(POLL_MS);
+            continue;
+          }
+          try {
+            const r = await api.putLog(stepId, row.logUploaded, bytes, this.#abort.signal);
+            if (r.conflict) log.warn(`log upload of step ${stepId} at offset ${row.logUploaded}: server holds ${r.length} bytes; resuming there`);
+            await journal.setLogUploaded(stepId, r.length);
+            backoff.reset();
+          } catch (e) {
+            if (this.#stopped) return;
+            if (isTransient(e) || e instanceof ProtocolError) {
+              const d = backoff.next();
+              log.warn(`log upload of step ${stepId} failed; retrying in ${d} ms`, e);
+              await waker.wait(d);
+              continue;
+            }
+            const why = e instanceof HttpError && e.status === 413 ? "the server refuses more output for this step" : "the server rejected it";
+            log.error(`log upload of step ${stepId} at offset ${row.logUploaded} abandoned: ${why}`, e);
+            this.#abandoned.add(stepId);
+            delivered = true;
+            return;
+          }
+          continue;
+        }
+        if (ended) {
+          if (row.logSize! > LIMITS.logBytesPerStep) {
+            log.warn(`output of step ${stepId} truncated: ${row.logSize} bytes, uploaded the first ${LIMITS.logBytesPerStep}`);
+          }
+          delivered = true;
+          return;
+        }
+        await waker.wait(POLL_MS);
+      }
+    } catch (e) {
+      // journal trouble: the next worker start resumes from the journal
+      if (!this.#stopped) log.error(`log upload of step ${stepId} stopped`, e);
+    } finally {
+      this.#watches.delete(stepId);
+      if (delivered) this.#deps.onDelivered(stepId);
+    }
+  }
+}

@@ -1,0 +1,118 @@
+// The worker process, forked by the monitor: opens the journal, connects out
+// (WebSocket for notifications, HTTPS for commands, reports and logs), runs
+// steps. Exits when the monitor goes away (IPC disconnect) or on SIGTERM;
+// running steps are detached and survive it, to be re-attached next start.
+import { mkdirSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { parseConcurrency } from "../args.ts";
+import { createLogger } from "../log.ts";
+import { homePaths, readCredential, readSettings, removePidFile, writePidFile } from "../settings.ts";
+import { channelUrl } from "../url-policy.ts";
+import { AGENT_VERSION } from "../version.ts";
+import { ApiClient } from "./api-client.ts";
+import { Channel } from "./channel.ts";
+import { CommandPuller } from "./command-puller.ts";
+import { DeploymentRunner } from "./deployment-runner.ts";
+import { Journal } from "./journal.ts";
+import { LogUploader } from "./log-uploader.ts";
+import { ReportSender } from "./report-sender.ts";
+import { Scheduler } from "./scheduler.ts";
+
+const log = createLogger("worker");
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ args: process.argv.slice(2), options: { home: { type: "string" }, concurrency: { type: "string" } }, strict: true });
+  if (!values.home) throw new Error("worker: missing --home");
+  const paths = homePaths(values.home);
+  writePidFile(paths.workerPid);
+  const settings = readSettings(paths.home);
+  const credential = readCredential(paths.home);
+  const maxConcurrent = parseConcurrency(values.concurrency) ?? settings.maxConcurrentDeployments;
+  mkdirSync(paths.steps, { recursive: true });
+  mkdirSync(paths.work, { recursive: true });
+  const journal = await Journal.open(paths.journal);
+  log.info(`started (pid ${process.pid}, agent ${settings.name}, server ${settings.server}, up to ${maxConcurrent} concurrent deployments)`);
+
+  const api = new ApiClient(settings.server, credential);
+  let sender: ReportSender | null = null;
+  const uploader = new LogUploader({ journal, api, stepsDir: paths.steps, log: log.child("log"), onDelivered: () => sender?.kick() });
+  sender = new ReportSender({
+    journal,
+    api,
+    log: log.child("reports"),
+    isLogDelivered: async (stepId) => uploader.isDelivered(await journal.step(stepId)),
+  });
+  const runner = new DeploymentRunner({
+    journal,
+    stepsDir: paths.steps,
+    workDir: paths.work,
+    log: log.child("run"),
+    onStepStarted: (stepId) => {
+      sender!.kick();
+      uploader.watch(stepId);
+    },
+    onStepEnded: (stepId) => {
+      uploader.stepEnded(stepId);
+      sender!.kick();
+    },
+  });
+  const scheduler = new Scheduler({ journal, runner, maxConcurrent, log: log.child("scheduler") });
+  const puller = new CommandPuller({ journal, api, log: log.child("pull"), onStored: () => scheduler.kick() });
+  const channel = new Channel({
+    url: channelUrl(settings.server),
+    credential,
+    log: log.child("channel"),
+    hello: async () => ({
+      type: "hello",
+      version: AGENT_VERSION,
+      lastSeq: await journal.lastSeq(),
+      running: (await journal.runningStepIds()).slice(0, 1000),
+      pendingReports: await journal.outboxCount(),
+    }),
+    onHead: (head) => puller.notifyHead(head),
+    onUp: () => {
+      puller.setChannelUp(true);
+      sender!.retryNow();
+      uploader.retryNow();
+    },
+    onDown: () => puller.setChannelUp(false),
+  });
+
+  let stopping = false;
+  const shutdown = async (why: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info(`stopping (${why}); running steps continue and are re-attached by the next worker`);
+    setTimeout(() => {
+      log.error("did not stop within 8 s; exiting anyway");
+      process.exit(1);
+    }, 8_000).unref();
+    scheduler.stop();
+    channel.stop();
+    uploader.stop();
+    sender!.stop();
+    await puller.stop();
+    await journal.close();
+    removePidFile(paths.workerPid, process.pid);
+    process.exit(0);
+  };
+  process.on("SIGTERM", () => void shutdown("SIGTERM"));
+  // Under the monitor, Ctrl-C reaches both; the monitor decides and sends SIGTERM.
+  process.on("SIGINT", () => {
+    if (!process.connected) void shutdown("SIGINT");
+  });
+  process.on("disconnect", () => void shutdown("monitor gone"));
+  if (process.send === undefined) log.warn("not started by a monitor: nobody will restart this worker if it dies");
+  else if (!process.connected) return void shutdown("monitor gone");
+
+  await uploader.resumePending();
+  scheduler.kick();
+  sender.kick();
+  await puller.start();
+  channel.start();
+}
+
+main().catch((e) => {
+  log.error("worker failed to start", e);
+  process.exit(1);
+});

@@ -1,0 +1,35 @@
+import { describe, expect, it } from "vitest";
+import { finishedReport, startedReport } from "./reports.ts";
+import { sendablePrefix } from "./report-sender.ts";
+import type { OutboxEntry } from "./journal.ts";
+
+const entry = (order: number, report: OutboxEntry["report"], createdAt = 0): OutboxEntry => ({ order, id: report.id, report, createdAt });
+const ok = { status: "succeeded" as const, exitCode: 0, reason: null };
+const ids = (r: { batch: OutboxEntry[] }) => r.batch.map((e) => e.id);
+const always = async () => true;
+
+describe("sendable prefix of the outbox", () => {
+  it("holds back a step-finished report until its log is delivered, and what follows it", async () => {
+    const outbox = [entry(1, startedReport("a", "d", 1)), entry(2, finishedReport("a", "d", ok, 2)), entry(3, startedReport("b", "d", 3))];
+    expect(ids(await sendablePrefix(outbox, always, 1_000))).toEqual(["a:started", "a:finished", "b:started"]);
+    const held = await sendablePrefix(outbox, async (s) => s !== "a", 1_000);
+    expect(ids(held)).toEqual(["a:started"]);
+    expect(held.retryInMs).toBeNull(); // the log uploader kicks the sender when done
+  });
+
+  it("holds a fresh step-started report briefly so a quick step's reports travel together", async () => {
+    const fresh = [entry(1, startedReport("a", "d", 1), 990)];
+    expect(await sendablePrefix(fresh, always, 1_000, 30)).toEqual({ batch: [], retryInMs: 20 });
+    expect(ids(await sendablePrefix(fresh, always, 1_020, 30))).toEqual(["a:started"]);
+    const quick = [...fresh, entry(2, finishedReport("a", "d", ok, 2), 995)];
+    expect(ids(await sendablePrefix(quick, always, 1_000, 30))).toEqual(["a:started", "a:finished"]);
+    const behindOld = [entry(1, startedReport("x", "d", 1), 0), ...fresh];
+    expect(await sendablePrefix(behindOld, always, 1_000, 30)).toMatchObject({ batch: [{ id: "x:started" }], retryInMs: 20 });
+  });
+
+  it("builds reports with stable ids and clipped reasons", () => {
+    const r = finishedReport("s1", "d1", { status: "failed", exitCode: 1, reason: "x".repeat(900) }, 5);
+    expect(r.id).toBe("s1:finished");
+    expect(r.type === "step-finished" && r.reason!.length).toBe(500);
+  });
+});

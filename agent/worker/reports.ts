@@ -1,0 +1,30 @@
+// Builds the wire reports the journal's outbox holds. Ids come from `reportIds`,
+// so a report regenerated after a crash has the same id and is applied once.
+import { report, reportIds, type Report, type StepFinishedReport } from "../../schema/agent-api.ts";
+
+export type FinalStatus = StepFinishedReport["status"];
+export type StepOutcome = { status: FinalStatus; exitCode: number | null; reason: string | null };
+
+const MAX_REASON = 500;
+
+export function clipReason(reason: string | null): string | null {
+  if (reason === null) return null;
+  return reason.length <= MAX_REASON ? reason : reason.slice(0, MAX_REASON - 1) + "…";
+}
+
+export function startedReport(stepId: string, deploymentId: string, at: number): Report {
+  return report.parse({ type: "step-started", id: reportIds.started(stepId), deploymentId, stepId, at });
+}
+
+export function finishedReport(stepId: string, deploymentId: string, outcome: StepOutcome, at: number): Report {
+  return report.parse({
+    type: "step-finished",
+    id: reportIds.finished(stepId),
+    deploymentId,
+    stepId,
+    status: outcome.status,
+    exitCode: outcome.exitCode,
+    reason: clipReason(outcome.reason),
+    at,
+  });
+}

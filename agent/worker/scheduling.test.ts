@@ -1,0 +1,55 @@
+import { describe, expect, it } from "vitest";
+import { nextStep, pickCommandsToStart, recoverRunningStep, stepDeadline, type StepLike, type StepState } from "./scheduling.ts";
+
+const steps = (...states: StepState[]): StepLike[] => states.map((state, i) => ({ stepId: `s${i}`, position: i, state }));
+
+describe("scheduling", () => {
+  it("starts unfinished commands oldest first up to the limit", () => {
+    expect(pickCommandsToStart([5, 3, 9, 7], new Set(), 2)).toEqual([3, 5]);
+    expect(pickCommandsToStart([3, 5, 7, 9], new Set([3]), 2)).toEqual([5]);
+    expect(pickCommandsToStart([3, 5], new Set([3, 5]), 4)).toEqual([]);
+    expect(pickCommandsToStart([3, 5, 7], new Set([1, 2, 4, 6]), 4)).toEqual([]);
+  });
+
+  it("runs steps in position order", () => {
+    const s = steps("pending", "pending");
+    expect(nextStep([s[1], s[0]])).toEqual({ kind: "start", step: s[0] });
+    expect(nextStep(steps("succeeded", "pending"))).toMatchObject({ kind: "start", step: { stepId: "s1" } });
+  });
+
+  it("resumes a step the journal says is running", () => {
+    expect(nextStep(steps("succeeded", "running", "pending"))).toMatchObject({ kind: "resume", step: { stepId: "s1" } });
+  });
+
+  it("ends after the last step", () => {
+    expect(nextStep(steps("succeeded", "succeeded"))).toEqual({ kind: "end", skip: [], reason: "", failed: false });
+  });
+
+  it("skips the later steps once one failed, was interrupted or canceled", () => {
+    for (const state of ["failed", "interrupted", "canceled"] as const) {
+      const n = nextStep(steps("succeeded", state, "pending", "pending"));
+      expect(n.kind).toBe("end");
+      if (n.kind === "end") {
+        expect(n.skip.map((x) => x.stepId)).toEqual(["s2", "s3"]);
+        expect(n.failed).toBe(true);
+        expect(n.reason).toContain(state);
+      }
+    }
+    // skipped already (a worker died between skipping and ending the command): nothing left to skip
+    expect(nextStep(steps("failed", "skipped"))).toMatchObject({ kind: "end", skip: [] });
+  });
+
+  it("recovers a running step: status file, live process, safe re-run, or interrupted", () => {
+    expect(recoverRunningStep({ statusFileExists: true, processAlive: false, retry: "never" })).toBe("finish-from-status");
+    expect(recoverRunningStep({ statusFileExists: true, processAlive: true, retry: "safe" })).toBe("finish-from-status");
+    expect(recoverRunningStep({ statusFileExists: false, processAlive: true, retry: "never" })).toBe("reattach");
+    expect(recoverRunningStep({ statusFileExists: false, processAlive: false, retry: "safe" })).toBe("rerun");
+    expect(recoverRunningStep({ statusFileExists: false, processAlive: false, retry: "never" })).toBe("interrupt");
+  });
+
+  it("counts a timeout from the step's start", () => {
+    expect(stepDeadline(1_000, null, 5_000)).toBeNull();
+    expect(stepDeadline(1_000, 3, 5_000)).toBe(4_000);
+    expect(stepDeadline(null, 3, 5_000)).toBe(8_000);
+  });
+});

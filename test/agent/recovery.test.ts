@@ -1,0 +1,150 @@
+// The delivery contract as the agent keeps it, against the real local server:
+// a worker killed mid-step re-attaches; a step that finishes while the server is
+// down reaches it afterwards; a step whose fate is unknowable is reported
+// interrupted (or re-run when declared retry "safe"); logs stream while a step
+// runs and arrive whole in chunks.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { TestServer, waitFor, type Proc } from "../support/local-server.ts";
+
+const server = new TestServer();
+let home: string;
+let agent: Proc;
+const NAME = "recovery-agent";
+
+beforeAll(async () => {
+  await server.start();
+  home = await server.registerAgent(NAME);
+  agent = server.startAgent(NAME, home);
+  await server.waitAgentOnline(NAME);
+});
+
+afterAll(async () => {
+  await agent?.stop();
+  await server.stop();
+});
+
+const readPid = (file: string) => {
+  try { return Number(readFileSync(file, "utf8").trim()) || null; } catch { return null; }
+};
+const alive = (pid: number) => {
+  try { process.kill(pid, 0); } catch { return false; }
+  try { return !/^[ZX]/.test(readFileSync(`/proc/${pid}/stat`, "latin1").split(") ").pop()!); } catch { return false; }
+};
+const marker = (name: string) => join(server.work, `${name}-${Math.random().toString(36).slice(2)}`);
+
+async function deploy(steps: object[]): Promise<string> {
+  const r = await server.api("POST", "/api/v1/deployments", { agents: [NAME], steps });
+  expect(r.status, r.text).toBe(201);
+  return r.json.id;
+}
+
+async function waitStepRunning(depId: string, index = 0): Promise<string> {
+  return waitFor(async () => {
+    const r = await server.api("GET", `/api/v1/deployments/${depId}`);
+    const s = r.json?.steps?.[index];
+    return s?.status === "running" ? (s.id as string) : null;
+  }, 30_000, `step ${index} of ${depId} running`);
+}
+
+async function stepLog(depId: string, stepId: string): Promise<string> {
+  return (await server.api("GET", `/api/v1/deployments/${depId}/steps/${stepId}/log`)).text;
+}
+
+describe("agent recovery", () => {
+  it("a worker killed mid-step is restarted, re-attaches, and the step runs once", async () => {
+    const runs = marker("runs");
+    const dep = await deploy([{ name: "long", type: "shell", command: `echo run >> ${runs}; echo before; sleep 3; echo after` }]);
+    const stepId = await waitStepRunning(dep);
+    const worker = readPid(join(home, "worker.pid"))!;
+    process.kill(worker, "SIGKILL");
+    const done = await server.waitDeployment(dep, 60_000);
+    expect(done.steps[0]).toMatchObject({ status: "succeeded", exitCode: 0 });
+    expect(readPid(join(home, "worker.pid"))).not.toBe(worker);
+    expect(readFileSync(runs, "utf8")).toBe("run\n");
+    expect(await stepLog(dep, stepId)).toBe("before\nafter\n");
+  });
+
+  it("streams a running step's output and uploads large output whole, in chunks", async () => {
+    const dep = await deploy([
+      { name: "stream", type: "shell", command: "echo first; sleep 4; echo second" },
+      { name: "big", type: "shell", command: "head -c 700000 /dev/zero | tr '\\0' 'x'; echo; echo end" },
+    ]);
+    const first = await waitStepRunning(dep, 0);
+    await waitFor(async () => (await stepLog(dep, first)) === "first\n", 3_000, "output of the running step");
+    const done = await server.waitDeployment(dep, 60_000);
+    expect(done.status).toBe("succeeded");
+    expect(await stepLog(dep, first)).toBe("first\nsecond\n");
+    const big = await stepLog(dep, done.steps[1].id);
+    expect(big.length).toBe(700_000 + 1 + 4);
+    expect(big.endsWith("x\nend\n")).toBe(true);
+  });
+
+  it("uploads at most 16 MiB of a step's output and says so in the step's reason", async () => {
+    const dep = await deploy([{ name: "huge", type: "shell", command: "head -c 17000000 /dev/zero | tr '\\0' 'y'" }]);
+    const done = await server.waitDeployment(dep, 90_000);
+    expect(done.steps[0]).toMatchObject({ status: "succeeded", exitCode: 0 });
+    expect(done.steps[0].reason).toMatch(/output truncated/);
+    const log = await stepLog(dep, done.steps[0].id);
+    expect(log.length).toBe(16 * 1024 * 1024);
+    expect(log.startsWith("yyyy")).toBe(true);
+  });
+
+  it("a step that finishes while the server is down is reported once it is back", async () => {
+    const dep = await deploy([{ name: "outage", type: "shell", command: "echo during; sleep 2; echo outage-done" }]);
+    const stepId = await waitStepRunning(dep);
+    await server.stop();
+    const stepDir = join(home, "steps", stepId);
+    await waitFor(async () => existsSync(join(stepDir, "status")), 20_000, "the step to end while the server is down");
+    await server.start();
+    const done = await server.waitDeployment(dep, 90_000);
+    expect(done.steps[0]).toMatchObject({ status: "succeeded", exitCode: 0 });
+    expect(await stepLog(dep, stepId)).toBe("during\noutage-done\n");
+  });
+
+  it("a step whose process vanished with the agent is interrupted, the rest skipped; a safe one is re-run", async () => {
+    const runs = marker("runs");
+    const dep = await deploy([
+      { name: "victim", type: "shell", command: `echo run >> ${runs}; sleep 30` },
+      { name: "next", type: "shell", command: "echo never" },
+    ]);
+    const stepId = await waitStepRunning(dep);
+    const safeRuns = marker("safe-runs");
+    // the whole agent dies, then the step's process group (as a reboot would)
+    await agent.stop("SIGKILL");
+    const stepPid = readPid(join(home, "steps", stepId, "pid"))!;
+    expect(alive(stepPid)).toBe(true);
+    process.kill(-stepPid, "SIGKILL");
+    await waitFor(async () => !alive(stepPid), 5_000, "step process gone");
+
+    agent = server.startAgent(NAME, home);
+    const done = await server.waitDeployment(dep, 60_000);
+    expect(done.status).toBe("failed");
+    expect(done.steps.map((s: { status: string }) => s.status)).toEqual(["interrupted", "skipped"]);
+    expect(done.steps[0].reason).toMatch(/interrupted/);
+    expect(readFileSync(runs, "utf8")).toBe("run\n"); // never re-run
+
+    const dep2 = await deploy([{ name: "safe", type: "shell", retry: "safe", command: `echo run >> ${safeRuns}; n=$(wc -l < ${safeRuns}); [ "$n" -ge 2 ] || sleep 30` }]);
+    const step2 = await waitStepRunning(dep2);
+    await agent.stop("SIGKILL");
+    const pid2 = readPid(join(home, "steps", step2, "pid"))!;
+    process.kill(-pid2, "SIGKILL");
+    await waitFor(async () => !alive(pid2), 5_000, "step process gone");
+    agent = server.startAgent(NAME, home);
+    const done2 = await server.waitDeployment(dep2, 60_000);
+    expect(done2.steps[0]).toMatchObject({ status: "succeeded", exitCode: 0 });
+    expect(readFileSync(safeRuns, "utf8")).toBe("run\nrun\n");
+  });
+
+  it("a step that ended while the whole agent was stopped is finished from its status file", async () => {
+    const dep = await deploy([{ name: "detached", type: "shell", command: "sleep 1; echo survived; exit 4" }]);
+    const stepId = await waitStepRunning(dep);
+    await agent.stop(); // SIGTERM to monitor and worker: the detached step keeps running
+    await waitFor(async () => existsSync(join(home, "steps", stepId, "status")), 10_000, "the step to end on its own");
+    agent = server.startAgent(NAME, home);
+    const done = await server.waitDeployment(dep, 60_000);
+    expect(done.steps[0]).toMatchObject({ status: "failed", exitCode: 4 });
+    expect(await stepLog(dep, stepId)).toBe("survived\n");
+  });
+});
