@@ -1,21 +1,34 @@
-// Child processes of the local launchers. They stay in the launcher's process
-// group, so Ctrl-C in a terminal, or a supervisor killing the group, reaches
-// wrangler and workerd too; a signal sent to the launcher alone is passed on.
+// Child processes of the local launchers. Each child gets its own process group
+// so that stopping it reaches everything it started (wrangler → its CLI →
+// workerd; the agent monitor → its worker), even when one of them has died.
 import { spawn, type SpawnOptions } from "node:child_process";
+import { constants } from "node:os";
 
 export type Child = { pid: number; exited: Promise<number>; stop(graceMs?: number): Promise<number> };
 
 export function startChild(cmd: string, args: string[], opts: SpawnOptions = {}): Child {
-  const child = spawn(cmd, args, { stdio: "inherit", ...opts });
-  const exited = new Promise<number>((resolve) => child.on("exit", (code, signal) => resolve(code ?? (signal ? 0 : 1))));
+  const child = spawn(cmd, args, { stdio: "inherit", ...opts, detached: true });
+  const exited = new Promise<number>((resolve) =>
+    child.on("exit", (code, signal) => resolve(code ?? 128 + (signal ? constants.signals[signal] : 0))),
+  );
+  const signalGroup = (sig: NodeJS.Signals) => {
+    try {
+      process.kill(-child.pid!, sig);
+    } catch {
+      // the whole group is gone already
+    }
+  };
+  // If this launcher exits by any path Node still runs, take the group with it.
+  process.on("exit", () => signalGroup("SIGKILL"));
   return {
     pid: child.pid!,
     exited,
     async stop(graceMs = 10_000) {
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
-      const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
+      signalGroup("SIGTERM");
+      const timer = setTimeout(() => signalGroup("SIGKILL"), graceMs);
       const code = await exited;
       clearTimeout(timer);
+      signalGroup("SIGKILL"); // members that outlived the leader
       return code;
     },
   };
@@ -27,7 +40,7 @@ export async function runToEnd(cmd: string, args: string[], opts: SpawnOptions =
   if (code !== 0) throw new Error(`${cmd} ${args.join(" ")} exited with ${code}`);
 }
 
-// Ctrl-C and SIGTERM stop the children in reverse start order, then exit.
+// Ctrl-C, SIGTERM and SIGHUP stop the children in reverse start order, then exit.
 export function stopOnSignals(children: () => Child[]) {
   let stopping = false;
   for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {

@@ -93,9 +93,7 @@ async function main() {
     agent.exited.then((c) => ["agent", c] as const),
   ]);
   if (shuttingDown) return; // stopOnSignals is stopping the rest and exits
-  // processes.ts reports death by a signal as code 0, so only a real exit code is worth showing.
-  const how = code ? ` with exit code ${code}` : "";
-  console.error(`outpost: the ${which} exited unexpectedly${how}; stopping the ${which === "server" ? "agent" : "server"}.`);
+  console.error(`outpost: the ${which} exited unexpectedly (code ${code}); stopping the ${which === "server" ? "agent" : "server"}.`);
   await stopAll();
   process.exit(1);
 }
