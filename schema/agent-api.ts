@@ -34,6 +34,9 @@ export const deployCommand = z.object({
   type: z.literal("deploy"),
   id, // unique; the agent executes a command id at most once
   deploymentId: id,
+  // How long the server waits for this agent while it is offline before failing its
+  // unfinished steps as `agent-lost` (the agent itself never gives up on them).
+  agentLostAfterSeconds: z.int().min(1),
   steps: z.array(stepToRun).min(1),
 });
 export const commandBody = z.discriminatedUnion("type", [deployCommand]);
@@ -89,17 +92,28 @@ export const logUploadResponse = z.object({ length: z.int().min(0) });
 // ---- WebSocket /agent/v1/channel: notifications and status only, never work ----
 // Heartbeats are the bare text frames "ping"/"pong" (answered by the DO's auto-response).
 
+// Resync on connect (docs/protocol.md §Resync): the agent states what it holds,
+// the server answers with what it has and still expects; each side then sends
+// only the gap.
 export const helloMessage = z.strictObject({
   type: z.literal("hello"),
   version: z.string().max(100),
   lastSeq: z.int().min(0), // highest command seq stored in the journal
   running: z.array(id).max(1000), // step ids running now
-  pendingReports: z.int().min(0), // reports in the outbox
+  reports: z.array(id).max(1000), // ids of the reports in the outbox (oldest first, at most 1000)
+  pendingReports: z.int().min(0), // how many reports the outbox holds in all
 });
 export const agentMessage = z.discriminatedUnion("type", [helloMessage]);
 export type AgentMessage = z.infer<typeof agentMessage>;
 
-export const welcomeMessage = z.object({ type: z.literal("welcome"), agentId: z.string(), head: z.int().min(0) });
+export const welcomeMessage = z.object({
+  type: z.literal("welcome"),
+  agentId: z.string(),
+  head: z.int().min(0), // newest command seq: pull after lastSeq when head > lastSeq
+  acked: z.int().min(0), // highest seq the server has seen acknowledged
+  applied: z.array(id), // of hello.reports, those already applied: delete them, don't re-send
+  expecting: z.array(id), // steps of commands up to lastSeq whose final result the server lacks
+});
 export const commandsMessage = z.object({ type: z.literal("commands"), head: z.int().min(0) });
 export const serverMessage = z.discriminatedUnion("type", [welcomeMessage, commandsMessage]);
 export type ServerMessage = z.infer<typeof serverMessage>;

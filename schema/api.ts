@@ -32,7 +32,12 @@ export const createDeploymentBody = z.strictObject({
     .max(LIMITS.agentsPerDeployment)
     .refine((a) => new Set(a).size === a.length, "agents must not repeat a name"),
   steps: z.array(stepSpec).min(1).max(LIMITS.stepsPerDeployment),
+  // How long to wait for an offline agent before its unfinished steps fail as
+  // `agent-lost`; a result arriving later is still recorded.
+  agentLostAfterSeconds: z.int().min(1).max(7 * 24 * 3600).optional(),
 });
+export const DEFAULT_AGENT_LOST_AFTER_SECONDS = 900;
+export const IDEMPOTENCY_KEY_MAX = 200;
 export type CreateDeploymentBody = z.infer<typeof createDeploymentBody>;
 
 export type AgentView = {

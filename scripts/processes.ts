@@ -1,34 +1,28 @@
-// Child processes of the local launchers. Each child gets its own process group
-// so that stopping it reaches everything it started (wrangler → its CLI →
-// workerd; the agent monitor → its worker), even when one of them has died.
+// Child processes of the local launchers. They stay in the launcher's process
+// group on purpose: Ctrl-C in a terminal, or a supervisor (or test) that kills
+// the launcher's group — even with SIGKILL — then reaches wrangler, workerd and
+// the agent too. A signal sent to the launcher alone is passed on to them.
 import { spawn, type SpawnOptions } from "node:child_process";
 import { constants } from "node:os";
 
 export type Child = { pid: number; exited: Promise<number>; stop(graceMs?: number): Promise<number> };
 
 export function startChild(cmd: string, args: string[], opts: SpawnOptions = {}): Child {
-  const child = spawn(cmd, args, { stdio: "inherit", ...opts, detached: true });
+  const child = spawn(cmd, args, { stdio: "inherit", ...opts });
   const exited = new Promise<number>((resolve) =>
     child.on("exit", (code, signal) => resolve(code ?? 128 + (signal ? constants.signals[signal] : 0))),
   );
-  const signalGroup = (sig: NodeJS.Signals) => {
-    try {
-      process.kill(-child.pid!, sig);
-    } catch {
-      // the whole group is gone already
-    }
-  };
-  // If this launcher exits by any path Node still runs, take the group with it.
-  process.on("exit", () => signalGroup("SIGKILL"));
+  const running = () => child.exitCode === null && child.signalCode === null;
+  // If this launcher exits by any path Node still runs, take the child with it.
+  process.on("exit", () => running() && child.kill("SIGKILL"));
   return {
     pid: child.pid!,
     exited,
     async stop(graceMs = 10_000) {
-      signalGroup("SIGTERM");
-      const timer = setTimeout(() => signalGroup("SIGKILL"), graceMs);
+      if (running()) child.kill("SIGTERM");
+      const timer = setTimeout(() => running() && child.kill("SIGKILL"), graceMs);
       const code = await exited;
       clearTimeout(timer);
-      signalGroup("SIGKILL"); // members that outlived the leader
       return code;
     },
   };

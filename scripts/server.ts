@@ -16,13 +16,20 @@ export async function startServer(config: LocalConfig) {
   await runToEnd(process.execPath, [wrangler, "d1", "migrations", "apply", "DB", "--local", "--persist-to", persist], { cwd: projectRoot, env });
   // Vars go through a 0600 file rather than the command line, where `ps` would show the token.
   const envFile = join(config.stateDir, "server.env");
-  writeFileSync(envFile, `OUTPOST_ADMIN_TOKEN=${config.adminToken}\n`, { mode: 0o600 });
+  const vars = { OUTPOST_ADMIN_TOKEN: config.adminToken, ...passThrough(process.env) };
+  writeFileSync(envFile, Object.entries(vars).map(([k, v]) => `${k}=${v}\n`).join(""), { mode: 0o600 });
   return startChild(
     process.execPath,
     [wrangler, "dev", "--ip", "127.0.0.1", "--port", String(config.port), "--persist-to", persist,
       "--env-file", envFile, "--show-interactive-dev-session=false", "--inspector-port", "0", "--log-level", process.env.OUTPOST_LOG_LEVEL ?? "warn"],
     { cwd: projectRoot, env },
   );
+}
+
+// Server settings that may be tuned from the launcher's environment (tests shorten timings with them).
+const TUNABLE = ["OUTPOST_OFFLINE_AFTER_MS", "OUTPOST_TEST_HOOKS"];
+function passThrough(env: NodeJS.ProcessEnv): Record<string, string> {
+  return Object.fromEntries(TUNABLE.filter((k) => env[k] !== undefined).map((k) => [k, env[k]!]));
 }
 
 export async function waitUntilServing(base: string, adminToken: string, timeoutMs = 90_000) {
