@@ -4,8 +4,15 @@
 // the agent too. A signal sent to the launcher alone is passed on to them.
 import { spawn, type SpawnOptions } from "node:child_process";
 import { constants } from "node:os";
+import type { Readable } from "node:stream";
 
-export type Child = { pid: number; exited: Promise<number>; stop(graceMs?: number): Promise<number> };
+export type Child = {
+  pid: number;
+  exited: Promise<number>;
+  stdout: Readable | null;
+  stderr: Readable | null;
+  stop(graceMs?: number): Promise<number>;
+};
 
 export function startChild(cmd: string, args: string[], opts: SpawnOptions = {}): Child {
   const child = spawn(cmd, args, { stdio: "inherit", ...opts });
@@ -18,6 +25,8 @@ export function startChild(cmd: string, args: string[], opts: SpawnOptions = {})
   return {
     pid: child.pid!,
     exited,
+    stdout: child.stdout,
+    stderr: child.stderr,
     async stop(graceMs = 10_000) {
       if (running()) child.kill("SIGTERM");
       const timer = setTimeout(() => running() && child.kill("SIGKILL"), graceMs);

@@ -4,7 +4,8 @@
 import { join } from "node:path";
 import { writeFileSync } from "node:fs";
 import { localConfig, type LocalConfig } from "./local-state.ts";
-import { runToEnd, startChild, stopOnSignals } from "./processes.ts";
+import { startChild, stopOnSignals } from "./processes.ts";
+import { pipeWithoutNoise } from "./quiet-output.ts";
 
 const projectRoot = join(import.meta.dirname, "..");
 // Run wrangler with this Node (22, from the `node` devDependency), not whatever `node` is first on PATH.
@@ -13,17 +14,40 @@ const wrangler = join(projectRoot, "node_modules/wrangler/bin/wrangler.js");
 export async function startServer(config: LocalConfig) {
   const persist = join(config.stateDir, "wrangler");
   const env = { ...process.env, WRANGLER_SEND_METRICS: "false", CI: process.env.CI ?? "1" };
-  await runToEnd(process.execPath, [wrangler, "d1", "migrations", "apply", "DB", "--local", "--persist-to", persist], { cwd: projectRoot, env });
+  await applyMigrations(persist, env);
   // Vars go through a 0600 file rather than the command line, where `ps` would show the token.
   const envFile = join(config.stateDir, "server.env");
   const vars = { OUTPOST_ADMIN_TOKEN: config.adminToken, ...passThrough(process.env) };
   writeFileSync(envFile, Object.entries(vars).map(([k, v]) => `${k}=${v}\n`).join(""), { mode: 0o600 });
-  return startChild(
+  const logLevel = process.env.OUTPOST_LOG_LEVEL ?? "warn";
+  const verbose = logLevel !== "warn" && logLevel !== "error" && logLevel !== "none";
+  const server = startChild(
     process.execPath,
     [wrangler, "dev", "--ip", "127.0.0.1", "--port", String(config.port), "--persist-to", persist,
-      "--env-file", envFile, "--show-interactive-dev-session=false", "--inspector-port", "0", "--log-level", process.env.OUTPOST_LOG_LEVEL ?? "warn"],
-    { cwd: projectRoot, env },
+      "--env-file", envFile, "--show-interactive-dev-session=false", "--inspector-port", "0", "--log-level", logLevel],
+    { cwd: projectRoot, env, stdio: verbose ? "inherit" : ["ignore", "pipe", "pipe"] },
   );
+  if (!verbose) {
+    pipeWithoutNoise(server.stdout!, process.stdout);
+    pipeWithoutNoise(server.stderr!, process.stderr);
+  }
+  return server;
+}
+
+// Wrangler's migration report is long; it is shown only when something failed.
+async function applyMigrations(persist: string, env: NodeJS.ProcessEnv) {
+  const output: Buffer[] = [];
+  const apply = startChild(process.execPath, [wrangler, "d1", "migrations", "apply", "DB", "--local", "--persist-to", persist],
+    { cwd: projectRoot, env, stdio: ["ignore", "pipe", "pipe"] });
+  apply.stdout!.on("data", (d: Buffer) => output.push(d));
+  apply.stderr!.on("data", (d: Buffer) => output.push(d));
+  const code = await apply.exited;
+  if (code !== 0) {
+    process.stderr.write(Buffer.concat(output));
+    throw new Error(`applying the D1 migrations failed (wrangler exited with ${code})`);
+  }
+  const applied = Buffer.concat(output).toString().match(/\d{4}_\w+\.sql │ ✅/g)?.length ?? 0;
+  console.log(applied ? `D1: applied ${applied} migration(s)` : "D1: schema up to date");
 }
 
 // Server settings that may be tuned from the launcher's environment (tests shorten timings with them).
