@@ -10,6 +10,9 @@ export default defineConfig({
       miniflare: {
         bindings: {
           OUTPOST_ADMIN_TOKEN: "test-admin",
+          // Shorter than the 30 s default, so a test can tell that the setting is honoured.
+          OUTPOST_OFFLINE_AFTER_MS: "20000",
+          OUTPOST_TEST_HOOKS: "1",
           TEST_MIGRATIONS: await readD1Migrations("schema/migrations/d1"),
         },
       },

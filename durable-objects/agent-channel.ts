@@ -1,35 +1,34 @@
 // One AgentChannel per agent: a thin transport shell. It holds the agent's
 // hibernatable WebSocket, answers pulls and report batches from the ledger
-// (ledger.ts) and projects applied reports into D1 (projection.ts). Nothing
-// that matters lives only in memory: the ledger and socket attachments survive
-// hibernation; the in-memory fields below are per-request plumbing.
+// (ledger.ts), keeps presence, deadlines and revoke (work.ts) and projects into D1
+// (projection.ts). Nothing that matters lives only in memory: the ledger and socket
+// attachments survive hibernation; the in-memory fields below are per-request plumbing.
 import { DurableObject } from "cloudflare:workers";
 import { agentMessage, commandBody, pullQuery, reportsRequest, type CommandBody, type ServerMessage } from "../schema/agent-api.ts";
 import { describeZodError } from "../schema/errors.ts";
 import { HEARTBEAT_PING, HEARTBEAT_PONG, LIMITS, TIMING } from "../schema/limits.ts";
+import { deployCommand, markDispatched, undispatchedTargets } from "../worker/deployments/dispatch.ts";
 import type { Env } from "../worker/env.ts";
 import { errorResponse, json } from "../worker/http-errors.ts";
 import { migrateLedger, openLedger, type Ledger } from "./ledger.ts";
-import { projectReports, setPresence } from "./projection.ts";
+import { projectJobs, setPresence } from "./projection.ts";
 import { parseOfflineAfterMs, projectionBackoffMs, splitByLiveness } from "./rules.ts";
+import { CLOSE, closeQuietly, send, WS_OPEN, type Attachment } from "./sockets.ts";
+import { openWork, type Work } from "./work.ts";
 
 export const AGENT_ID_HEADER = "X-Outpost-Agent-Id";
 
-// Survives hibernation with the socket; ids and times only.
-type Attachment = { connectedAt: number; seenAt: number; hello: boolean; version: string | null };
-
-const WS_OPEN = 1;
-const WS_CLOSED = 3;
-const CLOSE_POLICY = 1008;
-const CLOSE_TOO_BIG = 1009;
-const CLOSE_NO_HEARTBEAT = 4000;
-const CLOSE_REPLACED = 4001;
 // A report batch waits this long for its projection before being answered; the
 // projection itself carries on (and is retried by the alarm if it fails).
 const PROJECTION_WAIT_MS = 2000;
+// docs/protocol.md §Dispatch: a target still undispatched after this long is picked up by the DO itself.
+export const SELF_DISPATCH_AFTER_MS = 5000;
+
+export type ChannelStatus = { connected: boolean; head: number; acked: number; openCommands: number; pendingProjections: number };
 
 export class AgentChannel extends DurableObject<Env> {
   private readonly ledger: Ledger;
+  private readonly work: Work;
   private readonly pullWaiters = new Set<() => void>();
   private draining: Promise<void> | null = null;
   private drainAgain = false;
@@ -37,6 +36,7 @@ export class AgentChannel extends DurableObject<Env> {
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.ledger = openLedger(ctx.storage);
+    this.work = openWork(ctx.storage);
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(HEARTBEAT_PING, HEARTBEAT_PONG));
     void ctx.blockConcurrencyWhile(() => migrateLedger(ctx.storage));
   }
@@ -45,11 +45,40 @@ export class AgentChannel extends DurableObject<Env> {
 
   // Stores a command (idempotent by id) and tells the agent there is something new.
   async enqueue(agentId: string, body: CommandBody): Promise<{ seq: number; created: boolean }> {
-    const command = commandBody.parse(body);
     this.ledger.bindAgent(agentId);
-    const result = this.ledger.enqueue(command, Date.now());
-    if (result.created) this.announce(this.ledger.head());
+    const result = this.store(commandBody.parse(body), Date.now());
+    await this.scheduleNextAlarm();
+    if (this.ledger.outboxStats().pending > 0) this.ctx.waitUntil(this.drain());
     return result;
+  }
+
+  // docs/protocol.md §Revoke: closes the sockets, releases long-polls, ends open work.
+  async revoke(agentId: string): Promise<{ revokedAt: number }> {
+    this.ledger.bindAgent(agentId);
+    const revokedAt = this.work.revoke(Date.now());
+    for (const ws of this.ctx.getWebSockets()) closeQuietly(ws, CLOSE.revoked, "agent revoked");
+    for (const wake of [...this.pullWaiters]) wake();
+    await this.drain();
+    await this.scheduleNextAlarm();
+    return { revokedAt };
+  }
+
+  // docs/protocol.md §Resync (the chaos suite compares this with the agent's journal).
+  async status(agentId: string): Promise<ChannelStatus> {
+    this.ledger.bindAgent(agentId);
+    return {
+      connected: this.greetedSockets().length > 0,
+      head: this.ledger.head(),
+      acked: this.ledger.ackedSeq(),
+      openCommands: this.ledger.openCommands(),
+      pendingProjections: this.ledger.outboxStats().pending,
+    };
+  }
+
+  // Test hook (OUTPOST_TEST_HOOKS=1): resets the object the way an eviction does —
+  // in-memory state and sockets gone, storage kept. The caller's RPC fails by design.
+  async evict(): Promise<void> {
+    this.ctx.abort("evicted by test hook");
   }
 
   // ---- HTTP from the Worker (already authenticated; the agent id is in AGENT_ID_HEADER) ----
@@ -61,6 +90,7 @@ export class AgentChannel extends DurableObject<Env> {
       return errorResponse(500, "internal error");
     }
     this.ledger.bindAgent(agentId);
+    if (this.work.revokedAt() !== null) return errorResponse(401, "this agent has been revoked");
     const url = new URL(request.url);
     switch (url.pathname) {
       case "/channel":
@@ -80,7 +110,7 @@ export class AgentChannel extends DurableObject<Env> {
       return errorResponse(426, "expected a WebSocket upgrade");
     }
     // A new connection means the agent reconnected: older sockets are stale.
-    for (const old of this.ctx.getWebSockets()) closeQuietly(old, CLOSE_REPLACED, "replaced by a newer connection");
+    for (const old of this.ctx.getWebSockets()) closeQuietly(old, CLOSE.replaced, "replaced by a newer connection");
     const [client, server] = Object.values(new WebSocketPair());
     this.ctx.acceptWebSocket(server);
     const now = Date.now();
@@ -99,6 +129,8 @@ export class AgentChannel extends DurableObject<Env> {
     let commands = this.ledger.commandsAfter(after);
     if (commands.length === 0 && wait > 0) {
       await this.waitForCommand(wait * 1000);
+      // A revoke releases the long-poll: the agent learns it at once.
+      if (this.work.revokedAt() !== null) return errorResponse(401, "this agent has been revoked");
       head = this.ledger.head();
       commands = this.ledger.commandsAfter(after);
     }
@@ -133,31 +165,50 @@ export class AgentChannel extends DurableObject<Env> {
   // ---- WebSocket (hibernation API) ----
 
   async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
-    if (typeof message !== "string") return closeQuietly(ws, CLOSE_POLICY, "binary messages are not accepted");
-    if (message.length > LIMITS.wsMessageBytes) return closeQuietly(ws, CLOSE_TOO_BIG, "message too large");
+    if (typeof message !== "string") return closeQuietly(ws, CLOSE.policy, "binary messages are not accepted");
+    if (message.length > LIMITS.wsMessageBytes) return closeQuietly(ws, CLOSE.tooBig, "message too large");
     let value: unknown;
     try {
       value = JSON.parse(message);
     } catch {
-      return closeQuietly(ws, CLOSE_POLICY, "message is not JSON");
+      return closeQuietly(ws, CLOSE.policy, "message is not JSON");
     }
     const parsed = agentMessage.safeParse(value);
-    if (!parsed.success) return closeQuietly(ws, CLOSE_POLICY, `invalid message: ${describeZodError(parsed.error)}`);
+    if (!parsed.success) return closeQuietly(ws, CLOSE.policy, `invalid message: ${describeZodError(parsed.error)}`);
     const hello = parsed.data;
     const agentId = this.ledger.agentId();
     if (!agentId) {
       console.error(`AgentChannel ${this.ctx.id}: hello on a channel that has no agent id`);
-      return closeQuietly(ws, 1011, "channel not initialised");
+      return closeQuietly(ws, CLOSE.internal, "channel not initialised");
     }
+    if (this.work.revokedAt() !== null) return closeQuietly(ws, CLOSE.revoked, "agent revoked");
     const now = Date.now();
     const att = ws.deserializeAttachment() as Attachment;
     ws.serializeAttachment({ ...att, seenAt: now, hello: true, version: hello.version } satisfies Attachment);
-    send(ws, { type: "welcome", agentId, head: this.ledger.head() });
+    this.work.wentOnline();
+    send(ws, this.welcome(agentId, hello.lastSeq, hello.reports));
     try {
       await setPresence(this.env.DB, agentId, { status: "online", lastSeenAt: now, version: hello.version });
     } catch (e) {
       console.error(`AgentChannel ${agentId}: could not record presence online:`, e);
     }
+    await this.dispatchFromD1(agentId, now);
+    await this.scheduleNextAlarm();
+  }
+
+  // docs/protocol.md §Resync. hello.lastSeq is durable on the agent, so it acknowledges
+  // like a pull's `after` (never beyond head: the agent cannot hold what was never stored).
+  private welcome(agentId: string, lastSeq: number, reports: readonly string[]): ServerMessage {
+    const head = this.ledger.head();
+    this.ledger.ack(Math.min(lastSeq, head));
+    return {
+      type: "welcome",
+      agentId,
+      head,
+      acked: this.ledger.ackedSeq(),
+      applied: this.ledger.appliedAmong(reports),
+      expecting: this.ledger.expecting(Math.min(lastSeq, head)),
+    };
   }
 
   async webSocketClose(ws: WebSocket, code: number, reason: string): Promise<void> {
@@ -168,19 +219,53 @@ export class AgentChannel extends DurableObject<Env> {
 
   async webSocketError(ws: WebSocket, error: unknown): Promise<void> {
     console.error(`AgentChannel ${this.ledger.agentId()}: WebSocket error:`, error);
-    closeQuietly(ws, 1011, "socket error");
+    closeQuietly(ws, CLOSE.internal, "socket error");
     await this.markOfflineUnlessConnected(ws);
   }
 
-  // ---- Alarm: projection retries and presence sweep ----
+  // ---- Alarm: projection retries, presence sweep, self-dispatch, agent-lost deadlines ----
 
   async alarm(): Promise<void> {
     if (this.ledger.outboxStats().pending > 0) await this.drain();
-    await this.sweepPresence(Date.now());
-    await this.scheduleNextAlarm();
+    const now = Date.now();
+    await this.sweepPresence(now);
+    if (this.greetedSockets().length === 0 && this.work.takeDueAgentLost(now) > 0) await this.drain();
+    await this.scheduleNextAlarm(true);
   }
 
   // ---- internals ----
+
+  private store(command: CommandBody, now: number): { seq: number; created: boolean } {
+    const result = this.ledger.enqueue(command, now);
+    if (!result.created) return result;
+    if (this.work.revokedAt() !== null) {
+      // Dispatched after the revoke (a race): end it like the rest of the agent's work.
+      this.work.revoke(now);
+      return result;
+    }
+    if (this.greetedSockets().length === 0) this.work.commandWhileOffline(result.seq, now, command.agentLostAfterSeconds);
+    this.announce(this.ledger.head());
+    return result;
+  }
+
+  // docs/protocol.md §Dispatch: dispatch must not hang on the cron alone.
+  private async dispatchFromD1(agentId: string, now: number): Promise<void> {
+    let targets;
+    try {
+      targets = await undispatchedTargets(this.env, { agentId, createdBefore: now - SELF_DISPATCH_AFTER_MS }, 20);
+    } catch (e) {
+      console.error(`AgentChannel ${agentId}: looking up undispatched targets failed (next alarm retries):`, e);
+      return;
+    }
+    for (const t of targets) {
+      this.store(deployCommand(t), Date.now());
+      try {
+        await markDispatched(this.env, t, Date.now());
+      } catch (e) {
+        console.error(`AgentChannel ${agentId}: stored ${t.commandId} but could not mark it dispatched (harmless repeat later):`, e);
+      }
+    }
+  }
 
   private offlineAfterMs(): number {
     return parseOfflineAfterMs(this.env.OUTPOST_OFFLINE_AFTER_MS, TIMING.offlineAfterMs);
@@ -188,6 +273,10 @@ export class AgentChannel extends DurableObject<Env> {
 
   private openSockets(except?: WebSocket): WebSocket[] {
     return this.ctx.getWebSockets().filter((ws) => ws !== except && ws.readyState === WS_OPEN);
+  }
+
+  private greetedSockets(except?: WebSocket): WebSocket[] {
+    return this.openSockets(except).filter((ws) => (ws.deserializeAttachment() as Attachment | null)?.hello === true);
   }
 
   private announce(head: number): void {
@@ -235,10 +324,10 @@ export class AgentChannel extends DurableObject<Env> {
       if (rows.length === 0) return true;
       const ids = rows.map((r) => r.reportId);
       try {
-        await projectReports(this.env.DB, agentId, rows.map((r) => r.report), Date.now());
+        await projectJobs(this.env.DB, agentId, rows.map((r) => r.job), Date.now());
       } catch (e) {
         const message = e instanceof Error ? e.message : String(e);
-        console.error(`AgentChannel ${agentId}: projecting ${ids.length} report(s) to D1 failed (will retry):`, e);
+        console.error(`AgentChannel ${agentId}: projecting ${ids.length} job(s) to D1 failed (will retry):`, e);
         this.ledger.markProjectionFailed(ids, message);
         await this.alarmNoLaterThan(Date.now() + projectionBackoffMs(this.ledger.outboxStats().maxAttempts));
         return false;
@@ -249,21 +338,24 @@ export class AgentChannel extends DurableObject<Env> {
 
   private async sweepPresence(now: number): Promise<void> {
     const agentId = this.ledger.agentId();
+    if (!agentId) return;
     const sockets = this.openSockets().map((ws) => {
       const att = ws.deserializeAttachment() as Attachment;
       const pinged = this.ctx.getWebSocketAutoResponseTimestamp(ws)?.getTime() ?? 0;
       return { ws, hello: att.hello, lastSeenAt: Math.max(att.seenAt, pinged) };
     });
-    if (sockets.length === 0 || !agentId) return;
     const { alive, dead } = splitByLiveness(sockets, now, this.offlineAfterMs());
-    for (const s of dead) closeQuietly(s.ws, CLOSE_NO_HEARTBEAT, "no heartbeat");
+    for (const s of dead) closeQuietly(s.ws, CLOSE.noHeartbeat, "no heartbeat");
     const greeted = alive.filter((s) => s.hello);
     try {
-      const db = this.env.DB;
       if (greeted.length > 0) {
-        await setPresence(db, agentId, { status: "online", lastSeenAt: Math.max(...greeted.map((s) => s.lastSeenAt)) });
-      } else if (dead.length > 0) {
-        await setPresence(db, agentId, { status: "offline", lastSeenAt: Math.max(...dead.map((s) => s.lastSeenAt)) });
+        await setPresence(this.env.DB, agentId, { status: "online", lastSeenAt: Math.max(...greeted.map((s) => s.lastSeenAt)) });
+        await this.dispatchFromD1(agentId, now);
+      } else if (this.work.presence().online || dead.length > 0) {
+        // Also covers sockets that vanished with an evicted object (no close event ever came).
+        this.work.wentOffline(now);
+        const seen = dead.length > 0 ? Math.max(...dead.map((s) => s.lastSeenAt)) : now;
+        await setPresence(this.env.DB, agentId, { status: "offline", lastSeenAt: seen });
       }
     } catch (e) {
       console.error(`AgentChannel ${agentId}: presence sweep could not update D1:`, e);
@@ -272,7 +364,9 @@ export class AgentChannel extends DurableObject<Env> {
 
   private async markOfflineUnlessConnected(closed: WebSocket): Promise<void> {
     const agentId = this.ledger.agentId();
-    if (!agentId || this.openSockets(closed).length > 0) return;
+    if (!agentId || this.greetedSockets(closed).length > 0) return;
+    this.work.wentOffline(Date.now());
+    await this.scheduleNextAlarm();
     try {
       await setPresence(this.env.DB, agentId, { status: "offline", lastSeenAt: Date.now() });
     } catch (e) {
@@ -280,38 +374,22 @@ export class AgentChannel extends DurableObject<Env> {
     }
   }
 
-  private async scheduleNextAlarm(): Promise<void> {
+  // From alarm(): sets the next wake-up. Elsewhere: only ever brings the alarm forward.
+  private async scheduleNextAlarm(fromAlarm = false): Promise<void> {
     const now = Date.now();
     const due: number[] = [];
     const outbox = this.ledger.outboxStats();
     if (outbox.pending > 0) due.push(now + projectionBackoffMs(outbox.maxAttempts));
-    if (this.openSockets().length > 0) due.push(now + this.offlineAfterMs());
-    if (due.length > 0) await this.ctx.storage.setAlarm(Math.min(...due));
+    if (this.openSockets().length > 0 || this.work.presence().online) due.push(now + this.offlineAfterMs());
+    const deadline = this.work.nextDueAt();
+    if (deadline !== null) due.push(Math.max(deadline, now));
+    if (due.length === 0) return;
+    if (fromAlarm) await this.ctx.storage.setAlarm(Math.min(...due));
+    else await this.alarmNoLaterThan(Math.min(...due));
   }
 
   private async alarmNoLaterThan(at: number): Promise<void> {
     const current = await this.ctx.storage.getAlarm();
     if (current === null || current > at) await this.ctx.storage.setAlarm(at);
-  }
-}
-
-function send(ws: WebSocket, message: ServerMessage): void {
-  try {
-    ws.send(JSON.stringify(message));
-  } catch (e) {
-    // A notification lost costs latency only: the agent pulls on (re)connect.
-    console.error("could not send to a WebSocket:", e);
-  }
-}
-
-// Close codes 1005/1006/1015 are reserved; reasons are capped at 123 bytes; closing a dead socket throws.
-function closeQuietly(ws: WebSocket, code: number, reason: string): void {
-  let r = reason;
-  while (new TextEncoder().encode(r).length > 123) r = r.slice(0, -1);
-  if (ws.readyState === WS_CLOSED) return;
-  try {
-    ws.close(code, r);
-  } catch (e) {
-    console.error(`closing a WebSocket (${code} ${r}) failed:`, e);
   }
 }

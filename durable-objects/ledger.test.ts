@@ -11,6 +11,7 @@ const command = (deploymentId: string, agentId: string, stepIds: string[]): Comm
   type: "deploy",
   id: `${deploymentId}:${agentId}`,
   deploymentId,
+  agentLostAfterSeconds: 900,
   steps: stepIds.map((stepId, position) => ({ stepId, position, name: stepId, type: "shell", command: "true", timeoutSeconds: null, retry: "never" })),
 });
 

@@ -1,17 +1,27 @@
 // The AgentChannel's SQLite ledger as plain functions: commands (dense seq),
 // report dedupe, the projection outbox and channel facts. Every read-modify-write
 // runs inside storage.transactionSync, so it commits whole or not at all.
-import { and, asc, count, eq, gt, inArray, max, sql } from "drizzle-orm";
+import { and, asc, count, eq, gt, inArray, isNull, lte, max, sql } from "drizzle-orm";
 import { drizzle, type DrizzleSqliteDODatabase } from "drizzle-orm/durable-sqlite";
 import { migrate } from "drizzle-orm/durable-sqlite/migrator";
 import migrations from "../schema/migrations/ledger/migrations.js";
-import { appliedReports, channelMeta, commands, projectionOutbox } from "../schema/ledger.ts";
+import { appliedReports, channelMeta, commandSteps, commands, projectionOutbox } from "../schema/ledger.ts";
 import type { Command, CommandBody, Report } from "../schema/agent-api.ts";
 import { commandBody, report as reportSchema } from "../schema/agent-api.ts";
 import { LIMITS } from "../schema/limits.ts";
 import { commandIdFor } from "./rules.ts";
 
-export type OutboxRow = { reportId: string; report: Report; attempts: number };
+// What the projection writes to D1: an applied report, or a decision the server took
+// about this agent's steps (docs/protocol.md §Agent lost, §Revoke).
+export type ProjectionJob =
+  | { kind: "report"; report: Report }
+  | { kind: "agent-lost"; deploymentId: string; at: number }
+  | { kind: "revoked"; at: number };
+export type OutboxRow = { reportId: string; job: ProjectionJob; attempts: number };
+
+// welcome.expecting is capped: the agent re-sends what it holds anyway.
+export const EXPECTING_MAX = 1000;
+const CHUNK = 90; // bound parameters per IN (...) list
 
 export class LedgerError extends Error {
   constructor(message: string) {
@@ -39,6 +49,19 @@ export function openLedger(storage: DurableObjectStorage) {
     db.insert(channelMeta).values({ key, value }).onConflictDoUpdate({ target: channelMeta.key, set: { value } }).run();
 
   const head = (): number => db.select({ head: max(commands.seq) }).from(commands).get()?.head ?? 0;
+
+  // A command is finished once none of its steps waits for a final report.
+  const markStepFinished = (stepId: string, now: number) => {
+    const step = db
+      .update(commandSteps)
+      .set({ finishedAt: now })
+      .where(and(eq(commandSteps.stepId, stepId), isNull(commandSteps.finishedAt)))
+      .returning({ seq: commandSteps.commandSeq })
+      .get();
+    if (!step) return;
+    const open = db.select({ n: count() }).from(commandSteps).where(and(isNull(commandSteps.finishedAt), eq(commandSteps.commandSeq, step.seq))).get();
+    if ((open?.n ?? 0) === 0) db.update(commands).set({ finishedAt: now }).where(and(eq(commands.seq, step.seq), isNull(commands.finishedAt))).run();
+  };
 
   return {
     head,
@@ -69,10 +92,37 @@ export function openLedger(storage: DurableObjectStorage) {
         const existing = db.select({ seq: commands.seq }).from(commands).where(eq(commands.id, body.id)).get();
         if (existing) return { seq: existing.seq, created: false };
         const seq = head() + 1;
-        db.insert(commands).values({ seq, id: body.id, body: JSON.stringify(body), createdAt: now }).run();
+        db.insert(commands)
+          .values({ seq, id: body.id, body: JSON.stringify(body), createdAt: now, deploymentId: body.deploymentId, agentLostAfterSeconds: body.agentLostAfterSeconds })
+          .run();
+        for (const s of body.steps) db.insert(commandSteps).values({ stepId: s.stepId, commandSeq: seq }).run();
         return { seq, created: true };
       });
     },
+
+    // §Resync: steps of commands up to `lastSeq` whose final report has not been applied.
+    expecting(lastSeq: number, limit = EXPECTING_MAX): string[] {
+      return db
+        .select({ stepId: commandSteps.stepId })
+        .from(commandSteps)
+        .where(and(isNull(commandSteps.finishedAt), lte(commandSteps.commandSeq, lastSeq)))
+        .orderBy(asc(commandSteps.commandSeq), sql`rowid`) // rows are inserted in step order
+        .limit(limit)
+        .all()
+        .map((r) => r.stepId);
+    },
+
+    // §Resync: which of these report ids were applied already (their acknowledgement was lost).
+    appliedAmong(ids: readonly string[]): string[] {
+      const found = new Set<string>();
+      for (let i = 0; i < ids.length; i += CHUNK) {
+        const rows = db.select({ id: appliedReports.id }).from(appliedReports).where(inArray(appliedReports.id, ids.slice(i, i + CHUNK))).all();
+        for (const r of rows) found.add(r.id);
+      }
+      return ids.filter((id) => found.has(id));
+    },
+
+    openCommands: (): number => db.select({ n: count() }).from(commands).where(isNull(commands.finishedAt)).get()?.n ?? 0,
 
     commandsAfter(after: number, limit: number = LIMITS.commandsPerPull): Command[] {
       return db
@@ -111,7 +161,8 @@ export function openLedger(storage: DurableObjectStorage) {
             .returning({ id: appliedReports.id })
             .all();
           if (inserted.length === 0) continue;
-          db.insert(projectionOutbox).values({ reportId: r.id, body: JSON.stringify(r), createdAt: now }).run();
+          db.insert(projectionOutbox).values({ reportId: r.id, kind: "report", body: JSON.stringify(r), createdAt: now }).run();
+          if (r.type === "step-finished") markStepFinished(r.stepId, now);
           applied.push(r.id);
         }
         return { acked: [...new Set(reports.map((r) => r.id))], applied };
@@ -125,7 +176,7 @@ export function openLedger(storage: DurableObjectStorage) {
         .orderBy(asc(projectionOutbox.createdAt), asc(projectionOutbox.reportId))
         .limit(limit)
         .all()
-        .map((row) => ({ reportId: row.reportId, report: reportSchema.parse(JSON.parse(row.body)), attempts: row.attempts }));
+        .map((row) => ({ reportId: row.reportId, job: parseJob(row.kind, row.body), attempts: row.attempts }));
     },
 
     outboxStats(): { pending: number; maxAttempts: number } {
@@ -153,4 +204,14 @@ export function openLedger(storage: DurableObjectStorage) {
       });
     },
   };
+}
+
+function parseJob(kind: string, body: string): ProjectionJob {
+  const value = JSON.parse(body) as Record<string, unknown>;
+  if (kind === "report") return { kind, report: reportSchema.parse(value) };
+  if (kind === "agent-lost" && typeof value.deploymentId === "string" && typeof value.at === "number") {
+    return { kind, deploymentId: value.deploymentId, at: value.at };
+  }
+  if (kind === "revoked" && typeof value.at === "number") return { kind, at: value.at };
+  throw new LedgerError(`projection outbox holds an unknown job: ${kind} ${body.slice(0, 200)}`);
 }

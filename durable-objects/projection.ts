@@ -1,12 +1,16 @@
-// Writes applied reports into D1. Every statement only moves state forward, so
-// projecting the same report twice (a retry after an unclear failure) is harmless.
+// Writes applied reports and the channel's decisions into D1. Every statement only
+// moves state forward (with the one agent-lost exception of rules.ts applyFinished),
+// so projecting the same job twice (a retry after an unclear failure) is harmless.
+// docs/protocol.md §Projection.
 import { sql, type SQL } from "drizzle-orm";
 import { prepared } from "../worker/db.ts";
 import type { Report } from "../schema/agent-api.ts";
+import type { ProjectionJob } from "./ledger.ts";
+import { AGENT_LOST_REASON, lateResultReason, REVOKED_REASON } from "./rules.ts";
 
 const ACTIVE = sql.raw(`('pending', 'running')`);
 
-function stepStatements(agentId: string, r: Report): SQL[] {
+function reportStatements(agentId: string, r: Report): SQL[] {
   if (r.type === "step-started") {
     return [
       sql`UPDATE deployment_steps
@@ -15,38 +19,74 @@ function stepStatements(agentId: string, r: Report): SQL[] {
           WHERE id = ${r.stepId} AND deployment_id = ${r.deploymentId} AND agent_id = ${agentId}`,
     ];
   }
+  // SET expressions read the row's old values: the CASE tells an active step from one
+  // that was failed as agent-lost (the late result is recorded, flagged as late).
   return [
     sql`UPDATE deployment_steps
-          SET status = ${r.status}, exit_code = ${r.exitCode}, reason = ${r.reason}, finished_at = ${r.at}
+          SET status = ${r.status}, exit_code = ${r.exitCode}, finished_at = ${r.at},
+              reason = CASE WHEN status IN ${ACTIVE} THEN ${r.reason} ELSE ${lateResultReason(r.reason)} END
         WHERE id = ${r.stepId} AND deployment_id = ${r.deploymentId} AND agent_id = ${agentId}
-          AND status IN ${ACTIVE}`,
+          AND (status IN ${ACTIVE} OR (status = 'failed' AND reason = ${AGENT_LOST_REASON}))`,
   ];
 }
 
-// Mirrors rules.ts deploymentOutcome: ends the deployment once no step is active.
-function deploymentStatements(deploymentId: string, now: number): SQL[] {
+// Mirrors rules.ts deploymentOutcome: ends the deployment once no step is active; a
+// terminal deployment is never touched again.
+function deploymentStatements(deploymentIds: SQL, now: number): SQL[] {
   return [
     sql`UPDATE deployments SET status = 'running', updated_at = ${now}
-         WHERE id = ${deploymentId} AND status = 'queued'`,
+         WHERE id IN ${deploymentIds} AND status = 'queued'`,
     sql`UPDATE deployments
-           SET status = CASE WHEN EXISTS (SELECT 1 FROM deployment_steps
-                                           WHERE deployment_id = ${deploymentId} AND status <> 'succeeded')
+           SET status = CASE WHEN EXISTS (SELECT 1 FROM deployment_steps s
+                                           WHERE s.deployment_id = deployments.id
+                                             AND (s.status <> 'succeeded' OR s.reason LIKE ${AGENT_LOST_REASON + "%"}))
                              THEN 'failed' ELSE 'succeeded' END,
                finished_at = ${now}, updated_at = ${now}
-         WHERE id = ${deploymentId} AND status IN ('queued', 'running')
-           AND EXISTS (SELECT 1 FROM deployment_steps WHERE deployment_id = ${deploymentId})
-           AND NOT EXISTS (SELECT 1 FROM deployment_steps
-                            WHERE deployment_id = ${deploymentId} AND status IN ${ACTIVE})`,
+         WHERE id IN ${deploymentIds} AND status IN ('queued', 'running')
+           AND EXISTS (SELECT 1 FROM deployment_steps s WHERE s.deployment_id = deployments.id)
+           AND NOT EXISTS (SELECT 1 FROM deployment_steps s
+                            WHERE s.deployment_id = deployments.id AND s.status IN ${ACTIVE})`,
   ];
 }
 
-// One D1 batch (atomic): either every report of the page is projected or none.
-export async function projectReports(db: D1Database, agentId: string, reports: readonly Report[], now: number): Promise<void> {
-  if (reports.length === 0) return;
-  const statements: SQL[] = reports.flatMap((r) => stepStatements(agentId, r));
-  for (const deploymentId of new Set(reports.map((r) => r.deploymentId))) {
-    statements.push(...deploymentStatements(deploymentId, now));
+function jobStatements(agentId: string, job: ProjectionJob): { steps: SQL[]; deployments: SQL | string } {
+  switch (job.kind) {
+    case "report":
+      return { steps: reportStatements(agentId, job.report), deployments: job.report.deploymentId };
+    case "agent-lost":
+      return {
+        steps: [
+          sql`UPDATE deployment_steps SET status = 'failed', reason = ${AGENT_LOST_REASON}, finished_at = ${job.at}
+               WHERE deployment_id = ${job.deploymentId} AND agent_id = ${agentId} AND status IN ${ACTIVE}`,
+        ],
+        deployments: job.deploymentId,
+      };
+    case "revoked":
+      // Every active step of the agent, including those of targets never dispatched to it.
+      return {
+        steps: [
+          sql`UPDATE deployment_steps SET status = 'canceled', reason = ${REVOKED_REASON}, finished_at = ${job.at}
+               WHERE agent_id = ${agentId} AND status IN ${ACTIVE}`,
+        ],
+        deployments: sql`(SELECT deployment_id FROM deployment_targets WHERE agent_id = ${agentId})`,
+      };
   }
+}
+
+// One D1 batch (atomic): either every job of the page is projected or none.
+export async function projectJobs(db: D1Database, agentId: string, jobs: readonly ProjectionJob[], now: number): Promise<void> {
+  if (jobs.length === 0) return;
+  const statements: SQL[] = [];
+  const deploymentIds = new Set<string>();
+  const subqueries: SQL[] = [];
+  for (const job of jobs) {
+    const { steps, deployments } = jobStatements(agentId, job);
+    statements.push(...steps);
+    if (typeof deployments === "string") deploymentIds.add(deployments);
+    else subqueries.push(deployments);
+  }
+  if (deploymentIds.size > 0) statements.push(...deploymentStatements(sql`(SELECT value FROM json_each(${JSON.stringify([...deploymentIds])}))`, now));
+  for (const q of subqueries) statements.push(...deploymentStatements(q, now));
   await db.batch(statements.map((s) => prepared(db, s)));
 }
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { commandIdFor, deploymentOutcome, parseOfflineAfterMs, projectionBackoffMs, splitByLiveness } from "./rules.ts";
+import { agentLostDeadline, applyFinished, canonicalJson, commandIdFor, deploymentOutcome, parseOfflineAfterMs, projectionBackoffMs, splitByLiveness } from "./rules.ts";
 
 describe("deploymentOutcome", () => {
   it("is undecided while any step is pending or running", () => {
@@ -47,5 +47,41 @@ describe("parseOfflineAfterMs", () => {
 describe("commandIdFor", () => {
   it("derives one command id per deployment and agent", () => {
     expect(commandIdFor("d1", "a1")).toBe("d1:a1");
+  });
+});
+
+// docs/protocol.md §Projection, §Agent lost
+describe("applyFinished", () => {
+  const report = { status: "succeeded" as const, reason: null };
+  it("ends an active step with the agent's result", () => {
+    expect(applyFinished({ status: "running", reason: null }, report)).toEqual({ status: "succeeded", reason: null });
+    expect(applyFinished({ status: "pending", reason: null }, { status: "failed", reason: "x" })).toEqual({ status: "failed", reason: "x" });
+  });
+  it("never moves a terminal step, except once out of agent-lost, flagged late", () => {
+    expect(applyFinished({ status: "succeeded", reason: null }, { status: "failed", reason: null })).toBeNull();
+    expect(applyFinished({ status: "canceled", reason: "agent revoked" }, report)).toBeNull();
+    const late = applyFinished({ status: "failed", reason: "agent-lost" }, report);
+    expect(late).toEqual({ status: "succeeded", reason: "agent-lost; result arrived later" });
+    expect(applyFinished(late!, { status: "failed", reason: null })).toBeNull();
+    expect(applyFinished({ status: "failed", reason: "agent-lost" }, { status: "failed", reason: "exit 3" })?.reason).toBe("agent-lost; result arrived later: exit 3");
+  });
+  it("does not let a late success make the deployment succeed", () => {
+    expect(deploymentOutcome([{ status: "succeeded", reason: "agent-lost; result arrived later" }])).toBe("failed");
+  });
+});
+
+describe("agentLostDeadline", () => {
+  it("counts from the later of going offline and the command's creation", () => {
+    expect(agentLostDeadline(1000, 5000, 60)).toBe(65_000);
+    expect(agentLostDeadline(9000, 5000, 60)).toBe(69_000);
+    expect(agentLostDeadline(null, 5000, 1)).toBe(6000);
+  });
+});
+
+// docs/protocol.md §Idempotent requests
+describe("canonicalJson", () => {
+  it("ignores key order and undefined fields, keeps array order", () => {
+    expect(canonicalJson({ b: 1, a: [2, { d: 1, c: undefined }] })).toBe(canonicalJson({ a: [2, { d: 1 }], b: 1 }));
+    expect(canonicalJson([1, 2])).not.toBe(canonicalJson([2, 1]));
   });
 });

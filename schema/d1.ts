@@ -41,9 +41,21 @@ export const deployments = sqliteTable(
     createdAt: integer("created_at").notNull(),
     updatedAt: integer("updated_at").notNull(),
     finishedAt: integer("finished_at"),
+    // docs/protocol.md §Agent lost: how long an offline agent's unfinished steps are waited for.
+    agentLostAfterSeconds: integer("agent_lost_after_seconds").notNull().default(900),
   },
   (t) => [index("deployments_created_at").on(t.createdAt)],
 );
+
+// docs/protocol.md §Idempotent requests: a POST /api/v1/deployments repeated with the
+// same Idempotency-Key returns the deployment the first request created. The row is
+// written in the same D1 batch as the deployment, so it exists iff the deployment does.
+export const idempotencyKeys = sqliteTable("idempotency_keys", {
+  key: text("key").primaryKey(),
+  requestHash: text("request_hash").notNull(), // SHA-256 of the canonical parsed body
+  deploymentId: text("deployment_id").notNull(),
+  createdAt: integer("created_at").notNull(),
+});
 
 // One row per (deployment, agent): the command that carries that agent's steps.
 // dispatchedAt stays null until the agent's Durable Object has stored the
@@ -56,7 +68,8 @@ export const deploymentTargets = sqliteTable(
     commandId: text("command_id").notNull().unique(),
     dispatchedAt: integer("dispatched_at"),
   },
-  (t) => [primaryKey({ columns: [t.deploymentId, t.agentId] })],
+  // The agent's DO looks up its own undispatched targets (docs/protocol.md §Dispatch).
+  (t) => [primaryKey({ columns: [t.deploymentId, t.agentId] }), index("deployment_targets_undispatched").on(t.agentId, t.dispatchedAt)],
 );
 
 export const deploymentSteps = sqliteTable(

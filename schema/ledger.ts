@@ -1,14 +1,49 @@
 // The AgentChannel Durable Object's SQLite ledger: one per agent.
-import { sqliteTable, text, integer } from "drizzle-orm/sqlite-core";
+import { sqliteTable, text, integer, index } from "drizzle-orm/sqlite-core";
 
 // Commands for the agent. seq is dense and increasing (1, 2, 3, …); the agent's
 // `after=` on a pull is a cumulative acknowledgement of everything up to it.
-export const commands = sqliteTable("commands", {
-  seq: integer("seq").primaryKey(),
-  id: text("id").notNull().unique(),
-  body: text("body").notNull(), // JSON of the wire Command without seq
-  createdAt: integer("created_at").notNull(),
-});
+export const commands = sqliteTable(
+  "commands",
+  {
+    seq: integer("seq").primaryKey(),
+    id: text("id").notNull().unique(),
+    body: text("body").notNull(), // JSON of the wire Command without seq
+    createdAt: integer("created_at").notNull(),
+    deploymentId: text("deployment_id").notNull().default(""),
+    agentLostAfterSeconds: integer("agent_lost_after_seconds").notNull().default(900),
+    // Set when every step has a final report applied, or the command was ended by a revoke.
+    finishedAt: integer("finished_at"),
+    // Set when the agent-lost deadline passed and the steps were failed in D1 (done once).
+    lostAt: integer("lost_at"),
+  },
+  (t) => [index("commands_open").on(t.finishedAt, t.seq)],
+);
+
+// One row per step of every command: which final results the server still expects
+// (welcome.expecting) is an indexed query, not a scan of every command body.
+export const commandSteps = sqliteTable(
+  "command_steps",
+  {
+    stepId: text("step_id").primaryKey(),
+    commandSeq: integer("command_seq").notNull(),
+    finishedAt: integer("finished_at"), // the step's finished report was applied (or revoke ended it)
+  },
+  (t) => [index("command_steps_open").on(t.finishedAt, t.commandSeq)],
+);
+
+// Timed work driven by the one DO alarm (docs/protocol.md §Agent lost): one row per
+// command while the agent is offline, due at max(offlineSince, createdAt) + agentLostAfterSeconds.
+export const dueWork = sqliteTable(
+  "due_work",
+  {
+    key: text("key").primaryKey(), // "agent-lost:<seq>"
+    kind: text("kind", { enum: ["agent-lost"] }).notNull(),
+    commandSeq: integer("command_seq").notNull(),
+    dueAt: integer("due_at").notNull(),
+  },
+  (t) => [index("due_work_due_at").on(t.dueAt)],
+);
 
 // Every report id ever applied: a re-sent report is acknowledged again, not re-applied.
 export const appliedReports = sqliteTable("applied_reports", {
@@ -16,10 +51,13 @@ export const appliedReports = sqliteTable("applied_reports", {
   appliedAt: integer("applied_at").notNull(),
 });
 
-// Applied reports not yet written to D1 (the DO cannot commit to both at once).
+// Applied reports not yet written to D1 (the DO cannot commit to both at once), and the
+// server's own decisions about this agent's steps (agent-lost, revoked), kept in the same
+// ordered queue so a late report is always projected after the decision it follows.
 export const projectionOutbox = sqliteTable("projection_outbox", {
-  reportId: text("report_id").primaryKey(),
-  body: text("body").notNull(), // JSON of the wire Report
+  reportId: text("report_id").primaryKey(), // the report id, or "agent-lost:<seq>" / "revoked:<seq>"
+  kind: text("kind", { enum: ["report", "agent-lost", "revoked"] }).notNull().default("report"),
+  body: text("body").notNull(), // JSON of the wire Report, or of the ProjectionJob
   attempts: integer("attempts").notNull().default(0),
   lastError: text("last_error"),
   createdAt: integer("created_at").notNull(),

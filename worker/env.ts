@@ -9,4 +9,6 @@ export interface Env {
   OUTPOST_ADMIN_TOKEN?: string;
   /** Presence: an agent without a heartbeat for this long is offline (default TIMING.offlineAfterMs). */
   OUTPOST_OFFLINE_AFTER_MS?: string;
+  /** "1" enables /api/v1/test-hooks/* (the chaos suite's DO eviction); anything else hides them (404). */
+  OUTPOST_TEST_HOOKS?: string;
 }

@@ -4,7 +4,7 @@ import { Router, type IRequest } from "itty-router";
 import type { Env } from "./env.ts";
 import { errorResponse, toErrorResponse } from "./http-errors.ts";
 import { openChannel, postReports, pullCommands, putStepLog } from "./routes/agent-api.ts";
-import { listAgents } from "./routes/agents.ts";
+import { evictAgentChannel, getAgent, listAgents, revokeAgent } from "./routes/agents.ts";
 import { getDeployment, getDeployments, getStepLog, postDeployment } from "./routes/deployments.ts";
 import { createRegistrationToken, registerAgent } from "./routes/registration.ts";
 
@@ -16,6 +16,8 @@ type Method = "GET" | "POST" | "PUT" | "DELETE";
 const ROUTES: [path: string, methods: Partial<Record<Method, Handler>>][] = [
   ["/api/v1/registration-tokens", { POST: createRegistrationToken }],
   ["/api/v1/agents", { GET: listAgents }],
+  ["/api/v1/agents/:id", { GET: getAgent, DELETE: revokeAgent }],
+  ["/api/v1/test-hooks/agents/:id/evict", { POST: evictAgentChannel }],
   ["/api/v1/deployments", { GET: getDeployments, POST: postDeployment }],
   ["/api/v1/deployments/:id", { GET: getDeployment }],
   ["/api/v1/deployments/:id/steps/:stepId/log", { GET: getStepLog }],

@@ -41,7 +41,7 @@ describe("agent protocol", () => {
     const socket = await TestSocket.open(agent);
     socket.hello();
     const welcome = await socket.next("welcome");
-    expect(welcome).toEqual({ type: "welcome", agentId: agent.agentId, head: 0 });
+    expect(welcome).toEqual({ type: "welcome", agentId: agent.agentId, head: 0, acked: 0, applied: [], expecting: [] });
 
     const id = await createDeployment([agent.name], [
       { name: "build", command: "make" },
@@ -179,7 +179,9 @@ describe("agent protocol", () => {
     await socket.until(() => socket.raw.includes("pong"), "pong");
     const before = socket.messages.length;
     socket.hello(1);
-    expect(await socket.next("welcome", before)).toEqual({ type: "welcome", agentId: agent.agentId, head: 1 });
+    const welcome = await socket.next("welcome", before);
+    expect(welcome).toMatchObject({ type: "welcome", agentId: agent.agentId, head: 1, acked: 1, applied: [] });
+    expect(welcome.expecting).toHaveLength(1);
     // A new command after eviction still reaches the hibernated socket.
     await createDeployment([agent.name]);
     expect(await socket.next("commands", before)).toEqual({ type: "commands", head: 2 });

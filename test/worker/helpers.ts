@@ -46,8 +46,12 @@ export function agentCall(agent: TestAgent, path: string, init: RequestInit = {}
   return call(path, init, agent.credential);
 }
 
-export async function createDeployment(agents: string[], steps: { name: string; command: string }[] = [{ name: "echo", command: "echo hi" }]): Promise<string> {
-  const res = await postJson("/api/v1/deployments", { agents, steps: steps.map((s) => ({ ...s, type: "shell" })) });
+export async function createDeployment(
+  agents: string[],
+  steps: { name: string; command: string }[] = [{ name: "echo", command: "echo hi" }],
+  extra: { agentLostAfterSeconds?: number } = {},
+): Promise<string> {
+  const res = await postJson("/api/v1/deployments", { agents, steps: steps.map((s) => ({ ...s, type: "shell" })), ...extra });
   expect(res.status, await res.clone().text()).toBe(201);
   return ((await res.json()) as { id: string }).id;
 }
@@ -116,8 +120,8 @@ export class TestSocket {
     );
   }
 
-  hello(lastSeq = 0) {
-    this.ws.send(JSON.stringify({ type: "hello", version: "1.2.3", lastSeq, running: [], pendingReports: 0 }));
+  hello(lastSeq = 0, reports: string[] = []) {
+    this.ws.send(JSON.stringify({ type: "hello", version: "1.2.3", lastSeq, running: [], reports, pendingReports: reports.length }));
   }
 }
 
@@ -129,5 +133,54 @@ export async function eventually<T>(check: () => Promise<T | undefined | null | 
     if (v) return v;
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+// ---- agent-side calls and report builders shared by the protocol tests ----
+
+export async function pull(agent: TestAgent, after: number, wait = 0): Promise<import("../../schema/agent-api.ts").PullResponse> {
+  const res = await agentCall(agent, `/agent/v1/commands?after=${after}&wait=${wait}`);
+  expect(res.status, await res.clone().text()).toBe(200);
+  return (await res.json()) as import("../../schema/agent-api.ts").PullResponse;
+}
+
+type Cmd = import("../../schema/agent-api.ts").Command;
+type Rep = import("../../schema/agent-api.ts").Report;
+
+export function postReports(agent: TestAgent, reports: Rep[]): Promise<Response> {
+  return agentCall(agent, "/agent/v1/reports", { method: "POST", body: JSON.stringify({ reports }) });
+}
+
+export function startedReport(cmd: Cmd, i: number): Rep {
+  const s = cmd.steps[i];
+  return { type: "step-started", id: `${s.stepId}:started`, deploymentId: cmd.deploymentId, stepId: s.stepId, at: Date.now() };
+}
+
+export function finishedReport(cmd: Cmd, i: number, status: "succeeded" | "failed", exitCode: number, reason: string | null = null): Rep {
+  const s = cmd.steps[i];
+  return { type: "step-finished", id: `${s.stepId}:finished`, deploymentId: cmd.deploymentId, stepId: s.stepId, status, exitCode, reason, at: Date.now() };
+}
+
+export type DeploymentBody = {
+  status: string;
+  finishedAt: string | null;
+  steps: { id: string; agent: string; status: string; exitCode: number | null; reason: string | null; finishedAt: string | null }[];
+};
+
+export async function deploymentView(id: string): Promise<DeploymentBody> {
+  const res = await call(`/api/v1/deployments/${id}`);
+  expect(res.status).toBe(200);
+  return (await res.json()) as DeploymentBody;
+}
+
+// Runs `fn` with Date.now() moved forward (the DO runs in this isolate, so it sees it too).
+export async function withClockAhead<T>(ms: number, fn: () => Promise<T>): Promise<T> {
+  const realNow = Date.now;
+  const fake = realNow() + ms;
+  Date.now = () => fake;
+  try {
+    return await fn();
+  } finally {
+    Date.now = realNow;
   }
 }

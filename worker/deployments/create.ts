@@ -1,13 +1,22 @@
-// Creating a deployment: every listed agent runs every step. All rows are
-// written in one atomic D1 batch; dispatch to the agents happens afterwards.
+// Creating a deployment: every listed agent runs every step. All rows (and the
+// Idempotency-Key row, when given) are written in one atomic D1 batch; dispatch to
+// the agents happens afterwards.
 import { sql } from "drizzle-orm";
-import type { CreateDeploymentBody } from "../../schema/api.ts";
+import { DEFAULT_AGENT_LOST_AFTER_SECONDS, type CreateDeploymentBody } from "../../schema/api.ts";
 import { commandIdFor } from "../../durable-objects/rules.ts";
 import { prepared, type Db } from "../db.ts";
 import { HttpError } from "../http-errors.ts";
 import type { DispatchTarget, StepToDispatch } from "./dispatch.ts";
 
-export async function createDeployment(db: Db, raw: D1Database, body: CreateDeploymentBody, now: number): Promise<{ id: string; targets: DispatchTarget[] }> {
+export type IdempotencyClaim = { key: string; requestHash: string };
+
+export async function createDeployment(
+  db: Db,
+  raw: D1Database,
+  body: CreateDeploymentBody,
+  now: number,
+  claim: IdempotencyClaim | null = null,
+): Promise<{ id: string; targets: DispatchTarget[] }> {
   const found = await db.all<{ id: string; name: string }>(
     sql`SELECT id, name FROM agents
          WHERE revoked_at IS NULL AND name IN (SELECT value FROM json_each(${JSON.stringify(body.agents)}))`,
@@ -20,6 +29,7 @@ export async function createDeployment(db: Db, raw: D1Database, body: CreateDepl
 
   const id = crypto.randomUUID();
   const name = body.name ?? `deploy to ${body.agents.join(", ")}`.slice(0, 200);
+  const agentLostAfterSeconds = body.agentLostAfterSeconds ?? DEFAULT_AGENT_LOST_AFTER_SECONDS;
   const targets: DispatchTarget[] = body.agents.map((agentName) => {
     const agentId = idByName.get(agentName)!;
     const steps: StepToDispatch[] = body.steps.map((s, position) => ({
@@ -30,13 +40,19 @@ export async function createDeployment(db: Db, raw: D1Database, body: CreateDepl
       timeoutSeconds: s.timeoutSeconds ?? null,
       retry: s.retry ?? "never",
     }));
-    return { deploymentId: id, agentId, commandId: commandIdFor(id, agentId), steps };
+    return { deploymentId: id, agentId, commandId: commandIdFor(id, agentId), agentLostAfterSeconds, steps };
   });
 
   // Rows travel as one JSON parameter per statement (json_each) to stay within
   // D1's 100-bound-parameters limit whatever the number of steps.
+  // The key row goes first: when another request already holds the key, its UNIQUE
+  // violation rolls the whole batch back and the caller looks up the winner.
   await raw.batch([
-    prepared(raw, sql`INSERT INTO deployments (id, name, status, created_at, updated_at) VALUES (${id}, ${name}, 'queued', ${now}, ${now})`),
+    ...(claim
+      ? [prepared(raw, sql`INSERT INTO idempotency_keys (key, request_hash, deployment_id, created_at) VALUES (${claim.key}, ${claim.requestHash}, ${id}, ${now})`)]
+      : []),
+    prepared(raw, sql`INSERT INTO deployments (id, name, status, created_at, updated_at, agent_lost_after_seconds)
+                      VALUES (${id}, ${name}, 'queued', ${now}, ${now}, ${agentLostAfterSeconds})`),
     prepared(raw, sql`INSERT INTO deployment_targets (deployment_id, agent_id, command_id, dispatched_at)
                SELECT ${id}, json_extract(value, '$.agentId'), json_extract(value, '$.commandId'), NULL
                  FROM json_each(${JSON.stringify(targets.map((t) => ({ agentId: t.agentId, commandId: t.commandId })))})`),

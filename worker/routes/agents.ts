@@ -1,22 +1,81 @@
-import { asc, isNull } from "drizzle-orm";
+// /api/v1/agents: list, one agent with its channel's state, revoke; and the chaos
+// suite's eviction hook (only with OUTPOST_TEST_HOOKS=1).
+import { and, asc, eq, isNull } from "drizzle-orm";
+import { z } from "zod";
 import type { AgentView } from "../../schema/api.ts";
 import { agents } from "../../schema/d1.ts";
 import { requireApiRole } from "../auth.ts";
+import { parseWith } from "../body.ts";
 import { d1 } from "../db.ts";
 import type { Env } from "../env.ts";
-import { json } from "../http-errors.ts";
+import { errorResponse, HttpError, json } from "../http-errors.ts";
+import type { ApiRequest } from "../router.ts";
 
-export async function listAgents(request: Request, env: Env): Promise<Response> {
+const pathId = z.string().min(1).max(200);
+const VIEW_COLUMNS = { id: agents.id, name: agents.name, status: agents.status, version: agents.version, lastSeenAt: agents.lastSeenAt };
+
+type ViewRow = { id: string; name: string; status: "online" | "offline"; version: string | null; lastSeenAt: number | null };
+const toView = (r: ViewRow): AgentView => ({ ...r, lastSeenAt: r.lastSeenAt === null ? null : new Date(r.lastSeenAt).toISOString() });
+
+const channel = (env: Env, agentId: string) => env.AGENT_CHANNEL.get(env.AGENT_CHANNEL.idFromName(agentId));
+
+// Revoked agents are gone from the API (their name stays taken).
+async function liveAgent(env: Env, request: ApiRequest): Promise<ViewRow> {
+  const id = parseWith(pathId, request.params.id, "agent id");
+  const row = await d1(env).select(VIEW_COLUMNS).from(agents).where(and(eq(agents.id, id), isNull(agents.revokedAt))).get();
+  if (!row) throw new HttpError(404, `agent ${id} not found`);
+  return row;
+}
+
+export async function listAgents(request: ApiRequest, env: Env): Promise<Response> {
   await requireApiRole(request, env, "viewer");
-  const rows = await d1(env)
-    .select({ id: agents.id, name: agents.name, status: agents.status, version: agents.version, lastSeenAt: agents.lastSeenAt })
-    .from(agents)
-    .where(isNull(agents.revokedAt))
-    .orderBy(asc(agents.name))
-    .all();
-  const views: AgentView[] = rows.map((r) => ({
-    ...r,
-    lastSeenAt: r.lastSeenAt === null ? null : new Date(r.lastSeenAt).toISOString(),
-  }));
-  return json({ agents: views });
+  const rows = await d1(env).select(VIEW_COLUMNS).from(agents).where(isNull(agents.revokedAt)).orderBy(asc(agents.name)).all();
+  return json({ agents: rows.map(toView) });
+}
+
+// docs/protocol.md §Resync: the view plus what the agent's DO holds, so a test can
+// compare ledger and journal.
+export async function getAgent(request: ApiRequest, env: Env): Promise<Response> {
+  await requireApiRole(request, env, "viewer");
+  const row = await liveAgent(env, request);
+  const status = await channel(env, row.id).status(row.id);
+  return json({ ...toView(row), channel: status });
+}
+
+// docs/protocol.md §Revoke. Repeatable: a second call answers with the first revokedAt
+// (and ends any work dispatched in between).
+export async function revokeAgent(request: ApiRequest, env: Env): Promise<Response> {
+  await requireApiRole(request, env, "admin");
+  const id = parseWith(pathId, request.params.id, "agent id");
+  const now = Date.now();
+  const db = d1(env);
+  await db.update(agents).set({ revokedAt: now }).where(and(eq(agents.id, id), isNull(agents.revokedAt))).run();
+  const row = await db.select({ id: agents.id, name: agents.name, revokedAt: agents.revokedAt }).from(agents).where(eq(agents.id, id)).get();
+  if (!row || row.revokedAt === null) throw new HttpError(404, `agent ${id} not found`);
+  // D1 already refuses the credential; the DO closes sockets and ends the open work.
+  try {
+    await channel(env, id).revoke(id);
+  } catch (e) {
+    console.error(`revoking agent ${id}: its channel could not end the open work:`, e);
+    throw new HttpError(503, "the agent is revoked but ending its open work failed; repeat the request", {
+      id: row.id,
+      name: row.name,
+      revokedAt: new Date(row.revokedAt).toISOString(),
+    });
+  }
+  return json({ id: row.id, name: row.name, revokedAt: new Date(row.revokedAt).toISOString() });
+}
+
+// Chaos-suite hook: resets the agent's DO the way an eviction does.
+export async function evictAgentChannel(request: ApiRequest, env: Env): Promise<Response> {
+  if (env.OUTPOST_TEST_HOOKS !== "1") return errorResponse(404, "not found");
+  await requireApiRole(request, env, "admin");
+  const row = await liveAgent(env, request);
+  try {
+    await channel(env, row.id).evict();
+  } catch (e) {
+    // Expected: ctx.abort() fails the call that caused it. Anything else is a real error.
+    if (!String(e instanceof Error ? e.message : e).includes("evicted by test hook")) throw e;
+  }
+  return json({ evicted: true });
 }

@@ -4,7 +4,9 @@ import { requireApiRole } from "../auth.ts";
 import { parseWith, readJson, singleQuery } from "../body.ts";
 import { d1 } from "../db.ts";
 import { createDeployment } from "../deployments/create.ts";
-import { dispatchAll } from "../deployments/dispatch.ts";
+import { dispatchAll, type DispatchTarget } from "../deployments/dispatch.ts";
+import { findKey, idempotencyKey, replay, requestHash } from "../deployments/idempotency.ts";
+import { isUniqueViolation } from "../d1-errors.ts";
 import { getDeploymentView, listDeploymentViews } from "../deployments/views.ts";
 import type { Env } from "../env.ts";
 import { HttpError, json } from "../http-errors.ts";
@@ -16,12 +18,35 @@ const pathId = z.string().min(1).max(200);
 
 export async function postDeployment(request: ApiRequest, env: Env): Promise<Response> {
   await requireApiRole(request, env, "admin");
+  const key = idempotencyKey(request);
   const body = await readJson(request, createDeploymentBody);
-  const { id, targets } = await createDeployment(d1(env), env.DB, body, Date.now());
-  // Awaited so that a 201 normally means "every agent has its command"; a failed
-  // dispatch is repeated by the cron, the deployment is accepted either way.
-  await dispatchAll(env, targets);
-  return json({ id }, 201);
+  if (key === null) return created(env, await createDeployment(d1(env), env.DB, body, Date.now()));
+
+  // docs/protocol.md §Idempotent requests.
+  const hash = await requestHash(body);
+  const known = await findKey(env, key);
+  if (known) return replayed(await replay(env, key, known, hash));
+  try {
+    return created(env, await createDeployment(d1(env), env.DB, body, Date.now(), { key, requestHash: hash }));
+  } catch (e) {
+    if (!isUniqueViolation(e, "idempotency_keys.key")) throw e;
+    // A concurrent request with this key won the race; its batch (and deployment) committed.
+    const winner = await findKey(env, key);
+    if (!winner) throw new Error(`Idempotency-Key '${key}' collided but no row is stored`, { cause: e });
+    return replayed(await replay(env, key, winner, hash));
+  }
+}
+
+// Awaited so that a 201 normally means "every agent has its command"; a failed
+// dispatch is repeated later (cron, the agent's DO, a retried request), the
+// deployment is accepted either way.
+async function created(env: Env, d: { id: string; targets: DispatchTarget[] }): Promise<Response> {
+  await dispatchAll(env, d.targets);
+  return json({ id: d.id }, 201);
+}
+
+function replayed(id: string): Response {
+  return json({ id }, 201, { "idempotent-replayed": "true" });
 }
 
 export async function getDeployments(request: ApiRequest, env: Env): Promise<Response> {

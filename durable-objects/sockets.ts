@@ -1,0 +1,37 @@
+// WebSocket plumbing of the AgentChannel: attachment shape, close codes, safe send/close.
+import type { ServerMessage } from "../schema/agent-api.ts";
+
+// Survives hibernation with the socket; ids and times only.
+export type Attachment = { connectedAt: number; seenAt: number; hello: boolean; version: string | null };
+
+export const WS_OPEN = 1;
+const WS_CLOSED = 3;
+export const CLOSE = {
+  policy: 1008,
+  tooBig: 1009,
+  internal: 1011,
+  noHeartbeat: 4000, // docs/protocol.md §Presence
+  replaced: 4001, // a newer connection of the same agent
+  revoked: 4003, // docs/protocol.md §Revoke
+} as const;
+
+export function send(ws: WebSocket, message: ServerMessage): void {
+  try {
+    ws.send(JSON.stringify(message));
+  } catch (e) {
+    // A notification lost costs latency only: the agent pulls on (re)connect.
+    console.error("could not send to a WebSocket:", e);
+  }
+}
+
+// Close codes 1005/1006/1015 are reserved; reasons are capped at 123 bytes; closing a dead socket throws.
+export function closeQuietly(ws: WebSocket, code: number, reason: string): void {
+  let r = reason;
+  while (new TextEncoder().encode(r).length > 123) r = r.slice(0, -1);
+  if (ws.readyState === WS_CLOSED) return;
+  try {
+    ws.close(code, r);
+  } catch (e) {
+    console.error(`closing a WebSocket (${code} ${r}) failed:`, e);
+  }
+}

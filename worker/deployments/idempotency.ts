@@ -1,0 +1,51 @@
+// docs/protocol.md §Idempotent requests: POST /api/v1/deployments with an
+// Idempotency-Key. The key row is written in the deployment's own D1 batch, so "the
+// key exists" and "the deployment exists" are one fact; a repeat (same key, same
+// canonical body) gets the first deployment back and heals its undispatched targets.
+import { eq } from "drizzle-orm";
+import { IDEMPOTENCY_KEY_MAX, type CreateDeploymentBody } from "../../schema/api.ts";
+import { idempotencyKeys } from "../../schema/d1.ts";
+import { canonicalJson } from "../../durable-objects/rules.ts";
+import { sha256Hex } from "../crypto.ts";
+import { d1 } from "../db.ts";
+import type { Env } from "../env.ts";
+import { HttpError } from "../http-errors.ts";
+import { dispatchAll, undispatchedTargets } from "./dispatch.ts";
+
+export const IDEMPOTENCY_HEADER = "Idempotency-Key";
+
+// Absent: null. Present: 1..IDEMPOTENCY_KEY_MAX printable ASCII characters, else 400.
+export function idempotencyKey(request: Request): string | null {
+  const raw = request.headers.get(IDEMPOTENCY_HEADER);
+  if (raw === null) return null;
+  if (raw.length === 0) throw new HttpError(400, `${IDEMPOTENCY_HEADER} must not be empty`);
+  if (raw.length > IDEMPOTENCY_KEY_MAX) throw new HttpError(400, `${IDEMPOTENCY_HEADER} is longer than ${IDEMPOTENCY_KEY_MAX} characters`);
+  if (!/^[\x20-\x7e]+$/.test(raw)) throw new HttpError(400, `${IDEMPOTENCY_HEADER} must be printable ASCII`);
+  return raw;
+}
+
+export function requestHash(body: CreateDeploymentBody): Promise<string> {
+  return sha256Hex(canonicalJson(body));
+}
+
+export async function findKey(env: Env, key: string): Promise<{ requestHash: string; deploymentId: string } | null> {
+  const row = await d1(env)
+    .select({ requestHash: idempotencyKeys.requestHash, deploymentId: idempotencyKeys.deploymentId })
+    .from(idempotencyKeys)
+    .where(eq(idempotencyKeys.key, key))
+    .get();
+  return row ?? null;
+}
+
+// The same key again: the first deployment, re-dispatching whatever it had not yet
+// handed to its agents (the first request may have been cut between batch and dispatch).
+export async function replay(env: Env, key: string, stored: { requestHash: string; deploymentId: string }, hash: string): Promise<string> {
+  if (stored.requestHash !== hash) {
+    throw new HttpError(422, `${IDEMPOTENCY_HEADER} '${key}' was already used for a different request body; use a new key for a new deployment`, {
+      deploymentId: stored.deploymentId,
+    });
+  }
+  const targets = await undispatchedTargets(env, { deploymentId: stored.deploymentId });
+  await dispatchAll(env, targets);
+  return stored.deploymentId;
+}
