@@ -1,3 +1,4 @@
+// docs/protocol.md §Reconnect (full-jitter back-off).
 import { describe, expect, it } from "vitest";
 import { Backoff, backoffCeilingMs, fullJitterDelayMs, restartDelayMs } from "./backoff.ts";
 

@@ -1,10 +1,10 @@
-// The shell step runner with real /bin/sh processes.
+// The shell step runner with real /bin/sh processes: docs/protocol.md §Steps outlive the worker.
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
-  groupExists, isStepAlive, killProcessGroup, outcomeFromEnd, prepareStepDir, readStatus, readStepPid,
+  findStepProcesses, groupExists, isStepAlive, killProcessGroup, killStepLeftovers, outcomeFromEnd, prepareStepDir, readStatus, readStepPid,
   reattachShellStep, startShellStep, stepDirName, stepPaths, waitForStep,
 } from "./shell-step.ts";
 
@@ -115,6 +115,43 @@ describe("shell step", () => {
     await sleep(400);
     expect(() => process.kill(zombie, 0)).not.toThrow(); // still in the process table
     expect(isStepAlive(zombie, "z")).toBe(false);
+  });
+
+  // docs/protocol.md §Steps outlive the worker
+  it("kills the whole process group on timeout after a re-attach too", async () => {
+    const proc = await run("re-timeout", `sleep 60 & echo $! > "${dir}/gc"; echo started; wait`);
+    while (!existsSync(join(dir, "gc"))) await sleep(20);
+    const again = reattachShellStep(proc.paths, proc.pid, "re-timeout"); // as a restarted worker would
+    const outcome = await waitForStep(again, Date.now() + 300, 1);
+    expect(outcome).toMatchObject({ status: "failed", exitCode: null, reason: expect.stringMatching(/timeout/) });
+    expect(alive(Number(readFileSync(join(dir, "gc"), "utf8")))).toBe(false);
+    expect(groupExists(proc.pid)).toBe(false);
+  });
+
+  // docs/protocol.md §Steps outlive the worker
+  it("is not fooled by pid reuse, and finds its processes by step id", async () => {
+    const { spawn } = await import("node:child_process");
+    const stranger = spawn("sleep", ["5"], { detached: true, stdio: "ignore" }); // a live pid that is not the step
+    started.push(stranger.pid!);
+    const proc = await run("findme", "sleep 5");
+    expect(isStepAlive(stranger.pid!, "findme")).toBe(false);
+    const found = findStepProcesses("findme");
+    expect(found.find((p) => p.pid === p.pgid)?.pid).toBe(proc.pid); // the wrapper, even without a pid on record
+    expect(found.every((p) => p.pgid === proc.pid)).toBe(true);
+    expect(findStepProcesses("no-such-step")).toEqual([]);
+  });
+
+  // docs/protocol.md §Steps outlive the worker
+  it("kills what a killed wrapper left running", async () => {
+    const proc = await run("orphaned", `sleep 60 & echo $! > "${dir}/left"; wait`);
+    while (!existsSync(join(dir, "left"))) await sleep(20);
+    process.kill(proc.pid, "SIGKILL"); // the wrapper only: its children live on
+    const left = Number(readFileSync(join(dir, "left"), "utf8"));
+    await sleep(100);
+    expect(alive(left)).toBe(true);
+    expect(killStepLeftovers("orphaned")).toEqual([proc.pid]);
+    await sleep(100);
+    expect(alive(left)).toBe(false);
   });
 
   it("names step directories safely", () => {

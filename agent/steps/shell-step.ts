@@ -165,6 +165,57 @@ export function isStepAlive(pid: number, stepId: string): boolean {
   return environ.split("\0").includes(`OUTPOST_STEP_ID=${stepId}`);
 }
 
+// The live (non-zombie) processes that carry this step's OUTPOST_STEP_ID: the
+// wrapper (pid = pgid) and whatever the step started. Finds a step whose pid was
+// never recorded (the worker died between spawn and writing it) and the
+// leftovers of a step whose wrapper was killed. Empty without /proc.
+export function findStepProcesses(stepId: string): { pid: number; pgid: number }[] {
+  let entries: string[];
+  try {
+    entries = readdirSync("/proc");
+  } catch {
+    return [];
+  }
+  const found: { pid: number; pgid: number }[] = [];
+  const needle = `OUTPOST_STEP_ID=${stepId}`;
+  for (const e of entries) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const stat = readFileSync(`/proc/${e}/stat`, "latin1");
+      const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      if (rest[0] === "Z" || rest[0] === "X") continue;
+      if (!readFileSync(`/proc/${e}/environ`, "latin1").split("\0").includes(needle)) continue;
+      found.push({ pid: Number(e), pgid: Number(rest[2]) });
+    } catch {
+      continue; // exited meanwhile, or not ours to read
+    }
+  }
+  return found;
+}
+
+function ownProcessGroup(): number | null {
+  try {
+    const stat = readFileSync("/proc/self/stat", "latin1");
+    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[2]);
+  } catch {
+    return null;
+  }
+}
+
+// SIGKILLs every process group holding a process of this step (never our own).
+export function killStepLeftovers(stepId: string): number[] {
+  const own = ownProcessGroup();
+  const groups = [...new Set(findStepProcesses(stepId).map((p) => p.pgid))].filter((g) => g > 1 && g !== own);
+  for (const g of groups) {
+    try {
+      process.kill(-g, "SIGKILL");
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "ESRCH") throw e;
+    }
+  }
+  return groups;
+}
+
 // Watches a step started by an earlier worker: polls its status file and liveness.
 export function reattachShellStep(paths: StepPaths, pid: number, stepId: string): StepProcess {
   const ended = new Promise<StepEnd>((resolve) => {

@@ -1,13 +1,19 @@
 // The WebSocket to /agent/v1/channel: notifications and presence only, never
-// work. Sends `hello` first, learns the server's head from `welcome` and
-// `commands`, heartbeats with "ping" every 10 s and reconnects (full-jitter
-// back-off 0.5 s → 30 s) when the socket closes or stays silent for 30 s.
+// work. Sends `hello` first and hands the `welcome` answer, with the hello it
+// answers, to the resync (docs/protocol.md §Resync); learns the server's head
+// from `commands`; heartbeats with "ping" every 10 s (§Presence) and reconnects
+// (full-jitter back-off 0.5 s → 30 s, §Reconnect) when the socket closes or
+// stays silent for 30 s. Every connect attempt is logged (with the logger's
+// ISO timestamp), so a herd of reconnecting agents can be measured.
 import WebSocket from "ws";
 import { HEARTBEAT_PING, HEARTBEAT_PONG, LIMITS, TIMING } from "../../schema/limits.ts";
-import { agentMessage, serverMessage, type AgentMessage } from "../../schema/agent-api.ts";
+import { agentMessage, type AgentMessage } from "../../schema/agent-api.ts";
 import { Backoff } from "../backoff.ts";
 import { describeCause } from "../errors.ts";
 import type { Logger } from "../log.ts";
+import { agentServerMessage, type AgentWelcome } from "./wire.ts";
+
+export type Hello = Extract<AgentMessage, { type: "hello" }>;
 
 const HEALTHY_CONNECTION_MS = 10_000; // a connection that lived this long resets the back-off
 
@@ -15,7 +21,8 @@ export type ChannelDeps = {
   url: string;
   credential: string;
   log: Logger;
-  hello: () => Promise<AgentMessage>;
+  hello: () => Promise<Hello>;
+  onWelcome: (welcome: AgentWelcome, hello: Hello) => void;
   onHead: (head: number) => void;
   onUp: () => void;
   onDown: () => void;
@@ -51,15 +58,22 @@ export class Channel {
     setTimeout(() => this.#ws?.terminate(), 1_000).unref();
   }
 
+  // Drops the current connection; the next one sends a fresh hello (and resyncs again).
+  reconnect(): void {
+    this.#ws?.terminate();
+  }
+
   #connect(): void {
     const { url, credential, log } = this.#deps;
     const heartbeatMs = this.#deps.heartbeatMs ?? TIMING.heartbeatMs;
     const silenceMs = this.#deps.silenceMs ?? TIMING.offlineAfterMs;
+    log.info(`channel connecting (attempt ${this.#backoff.attempt + 1})`);
     const ws = new WebSocket(url, { headers: { authorization: `Bearer ${credential}` }, handshakeTimeout: 15_000, maxPayload: LIMITS.wsMessageBytes });
     this.#ws = ws;
     let openedAt = 0;
     let lastHeard = Date.now();
     let heartbeat: NodeJS.Timeout | null = null;
+    let sentHello: Hello | null = null;
 
     ws.on("open", () => {
       openedAt = Date.now();
@@ -74,7 +88,10 @@ export class Channel {
       }, heartbeatMs);
       this.#deps
         .hello()
-        .then((m) => ws.send(JSON.stringify(agentMessage.parse(m))))
+        .then((m) => {
+          sentHello = m;
+          ws.send(JSON.stringify(agentMessage.parse(m)));
+        })
         .catch((e) => {
           log.error("cannot send hello; reconnecting", e);
           ws.terminate();
@@ -92,7 +109,7 @@ export class Channel {
       } catch {
         return log.warn(`ignoring a non-JSON channel message: ${text.slice(0, 100)}`);
       }
-      const parsed = serverMessage.safeParse(msg);
+      const parsed = agentServerMessage.safeParse(msg);
       if (!parsed.success) return log.warn(`ignoring an unknown channel message: ${text.slice(0, 100)}`);
       if (parsed.data.type === "welcome") {
         if (!this.#up) {
@@ -101,6 +118,9 @@ export class Channel {
           log.info(`channel up (agent ${parsed.data.agentId}, server head ${parsed.data.head})`);
           this.#deps.onUp();
         }
+        if (sentHello === null) return log.warn("ignoring a welcome that came before our hello");
+        log.debug(`channel welcome head ${parsed.data.head}`);
+        return this.#deps.onWelcome(parsed.data, sentHello);
       }
       log.debug(`channel ${parsed.data.type} head ${parsed.data.head}`);
       this.#deps.onHead(parsed.data.head);

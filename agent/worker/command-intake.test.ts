@@ -1,3 +1,4 @@
+// docs/protocol.md §Commands (validation before the acknowledgement).
 import { describe, expect, it } from "vitest";
 import { classifyCommands } from "./command-intake.ts";
 

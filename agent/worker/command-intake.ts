@@ -2,7 +2,7 @@
 // validation but whose seq is readable is still stored (as rejected, its steps
 // reported failed) so that acknowledging past it loses nothing silently. One
 // whose seq is unreadable stops the intake there: nothing after it is stored.
-import { command } from "../../schema/agent-api.ts";
+import { agentCommand as command } from "./wire.ts";
 import { describeZodError } from "../../schema/errors.ts";
 import type { IncomingCommand } from "./journal.ts";
 

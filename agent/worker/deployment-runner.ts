@@ -4,11 +4,14 @@
 // running: finish from the status file, re-attach, re-run (retry "safe") or
 // report them interrupted.
 import { LIMITS } from "../../schema/limits.ts";
-import type { Command, StepToRun } from "../../schema/agent-api.ts";
+import type { StepToRun } from "../../schema/agent-api.ts";
+import type { AgentCommand as Command } from "./wire.ts";
 import { describeCause } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import {
+  findStepProcesses,
   isStepAlive,
+  killStepLeftovers,
   logSize,
   outcomeFromEnd,
   prepareStepDir,
@@ -92,7 +95,9 @@ export class DeploymentRunner {
     const { journal, log } = this.#deps;
     const paths = stepPaths(this.#deps.stepsDir, spec.stepId);
     const status = readStatus(paths);
-    const pid = row.pid ?? readStepPid(paths);
+    // The pid from the journal, else the wrapper's pid file, else a search of /proc
+    // (the worker may have died between spawning the step and recording its pid).
+    const pid = row.pid ?? readStepPid(paths) ?? findStepProcesses(spec.stepId).find((p) => p.pid === p.pgid)?.pid ?? null;
     const alive = status === null && pid !== null && isStepAlive(pid, spec.stepId);
     const decision = recoverRunningStep({ statusFileExists: status !== null, processAlive: alive, retry: spec.retry });
     switch (decision) {
@@ -111,10 +116,12 @@ export class DeploymentRunner {
         return;
       }
       case "rerun":
+        this.#killLeftovers(spec.stepId);
         log.warn(`step ${spec.stepId} was interrupted (no process, no exit status); re-running it (retry: safe)`);
         await journal.resetStepForRetry(spec.stepId);
         return;
       case "interrupt":
+        this.#killLeftovers(spec.stepId);
         log.warn(`step ${spec.stepId} was interrupted (no process, no exit status); not re-run (retry: never)`);
         await this.#finish(command, spec, {
           status: "interrupted",
@@ -123,6 +130,13 @@ export class DeploymentRunner {
         });
         return;
     }
+  }
+
+  // The wrapper is gone without a status, but what it started may live on: it must
+  // not keep working on (or race a re-run of) a step reported interrupted.
+  #killLeftovers(stepId: string): void {
+    const groups = killStepLeftovers(stepId);
+    if (groups.length) this.#deps.log.warn(`step ${stepId}: killed leftover process group(s) ${groups.join(", ")} of its interrupted run`);
   }
 
   async #finish(command: Command, spec: StepToRun, outcome: StepOutcome): Promise<void> {

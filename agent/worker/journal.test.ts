@@ -1,9 +1,10 @@
+// docs/protocol.md §Commands (stored before acknowledged, never twice) and §Reports (outbox, stable ids).
 // The journal against a real libSQL file in a temp dir.
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Command } from "../../schema/agent-api.ts";
+import type { AgentCommand as Command } from "./wire.ts";
 import { Journal } from "./journal.ts";
 
 const deploy = (seq: number, id = `cmd-${seq}`, nSteps = 2): Command => ({

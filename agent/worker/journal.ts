@@ -8,7 +8,8 @@ import { and, asc, eq, inArray, isNotNull, ne, sql } from "drizzle-orm";
 import { drizzle, type LibSQLDatabase } from "drizzle-orm/libsql";
 import { migrate } from "drizzle-orm/libsql/migrator";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { command as commandSchema, type Command, type Report } from "../../schema/agent-api.ts";
+import { reportIds, type Report } from "../../schema/agent-api.ts";
+import { agentCommand as commandSchema, type AgentCommand as Command } from "./wire.ts";
 import { journalCommands, journalMeta, journalSteps, outbox } from "../../schema/journal.ts";
 import { LIMITS } from "../../schema/limits.ts";
 import { AgentError } from "../errors.ts";
@@ -275,6 +276,67 @@ export class Journal {
     return this.#op("peekOutbox", async (db) => {
       const rows = await db.select().from(outbox).orderBy(asc(outbox.order)).limit(limit);
       return rows.map((r) => ({ order: r.order, id: r.id, report: JSON.parse(r.body) as Report, createdAt: r.createdAt }));
+    });
+  }
+
+  // Ids of the reports in the outbox, oldest first (hello.reports).
+  outboxIds(limit: number): Promise<string[]> {
+    return this.#op("outboxIds", async (db) => {
+      const rows = await db.select({ id: outbox.id }).from(outbox).orderBy(asc(outbox.order)).limit(limit);
+      return rows.map((r) => r.id);
+    });
+  }
+
+  // ---- resync (docs/protocol.md §Resync) ----
+
+  // What the journal knows of each step: its state and whether its step-finished
+  // report still waits in the outbox. Steps it has no record of are absent.
+  stepFacts(stepIds: string[]): Promise<Map<string, { state: StepRow["state"]; finishedReportQueued: boolean }>> {
+    if (stepIds.length === 0) return Promise.resolve(new Map());
+    return this.#op("stepFacts", async (db) => {
+      const rows = await db.select({ stepId: journalSteps.stepId, state: journalSteps.state }).from(journalSteps).where(inArray(journalSteps.stepId, stepIds));
+      const queued = await db.select({ id: outbox.id }).from(outbox).where(inArray(outbox.id, stepIds.map(reportIds.finished)));
+      const q = new Set(queued.map((r) => r.id));
+      return new Map(rows.map((r) => [r.stepId, { state: r.state, finishedReportQueued: q.has(reportIds.finished(r.stepId)) }]));
+    });
+  }
+
+  // Puts an ended step's step-finished report back in the outbox, rebuilt from the
+  // journal (same id, same content), unless it is already there, and marks its
+  // output for upload again from offset 0: a server that lost the result may have
+  // lost the output too (the server skips the bytes it still holds). False if the
+  // step has not ended.
+  requeueFinishedReport(stepId: string, now = Date.now()): Promise<boolean> {
+    return this.#tx("requeueFinishedReport", async (tx) => {
+      const row = await tx.select().from(journalSteps).where(eq(journalSteps.stepId, stepId)).get();
+      if (!row || row.state === "pending" || row.state === "running") return false;
+      const outcome: StepOutcome = { status: row.state, exitCode: row.exitCode, reason: row.reason };
+      await insertReport(tx, finishedReport(stepId, row.deploymentId, outcome, row.finishedAt ?? now), now);
+      await tx.update(journalSteps).set({ logUploaded: 0 }).where(eq(journalSteps.stepId, stepId));
+      return true;
+    });
+  }
+
+  // A step the server expects a result for but the journal has no record of (the
+  // journal was lost or replaced): recorded and reported `interrupted`, never run.
+  // The deployment id comes from the step's command if the journal still holds
+  // it; without it no report can be built and null is returned.
+  interruptUnknownStep(stepId: string, reason: string, now = Date.now()): Promise<{ deploymentId: string } | null> {
+    return this.#tx("interruptUnknownStep", async (tx) => {
+      if (await tx.select({ s: journalSteps.stepId }).from(journalSteps).where(eq(journalSteps.stepId, stepId)).get()) return null;
+      const needle = `"stepId":${JSON.stringify(stepId)}`;
+      const cmds = await tx.select().from(journalCommands).where(sql`instr(${journalCommands.body}, ${needle}) > 0`);
+      for (const c of cmds) {
+        const body = JSON.parse(c.body) as { deploymentId?: unknown; steps?: { stepId?: unknown; position?: unknown }[] };
+        const step = body.steps?.find((s) => s.stepId === stepId);
+        if (!step || typeof body.deploymentId !== "string") continue;
+        const deploymentId = body.deploymentId;
+        const position = typeof step.position === "number" ? step.position : 0;
+        await tx.insert(journalSteps).values({ stepId, deploymentId, commandSeq: c.seq, position, state: "interrupted", reason, finishedAt: now, logSize: 0 });
+        await insertReport(tx, finishedReport(stepId, deploymentId, { status: "interrupted", exitCode: null, reason }, now), now);
+        return { deploymentId };
+      }
+      return null;
     });
   }
 

@@ -16,6 +16,7 @@ import { DeploymentRunner } from "./deployment-runner.ts";
 import { Journal } from "./journal.ts";
 import { LogUploader } from "./log-uploader.ts";
 import { ReportSender } from "./report-sender.ts";
+import { applyResync } from "./resync.ts";
 import { Scheduler } from "./scheduler.ts";
 
 const log = createLogger("worker");
@@ -58,7 +59,10 @@ async function main(): Promise<void> {
   });
   const scheduler = new Scheduler({ journal, runner, maxConcurrent, log: log.child("scheduler") });
   const puller = new CommandPuller({ journal, api, log: log.child("pull"), onStored: () => scheduler.kick() });
-  const channel = new Channel({
+  // One resync at a time, in welcome order; a failed one drops the connection so
+  // that the next connection's hello starts it over.
+  let resyncs: Promise<void> = Promise.resolve();
+  const channel: Channel = new Channel({
     url: channelUrl(settings.server),
     credential,
     log: log.child("channel"),
@@ -67,12 +71,27 @@ async function main(): Promise<void> {
       version: AGENT_VERSION,
       lastSeq: await journal.lastSeq(),
       running: (await journal.runningStepIds()).slice(0, 1000),
+      reports: await journal.outboxIds(1000),
       pendingReports: await journal.outboxCount(),
     }),
+    onWelcome: (welcome, hello) => {
+      resyncs = resyncs.then(() =>
+        applyResync({ journal, log: log.child("resync"), onSettled: () => sender!.retryNow(), onHead: (h) => puller.notifyHead(h), onLogResend: (id) => uploader.watch(id) }, hello, welcome).then(
+          () => undefined,
+          (e) => {
+            log.error("resync failed; reconnecting to start it over", e);
+            sender!.retryNow();
+            puller.notifyHead(welcome.head);
+            channel.reconnect();
+          },
+        ),
+      );
+    },
     onHead: (head) => puller.notifyHead(head),
+    // The report sender is woken by the resync instead, once the reports the server
+    // already applied are out of the outbox (so they are not posted again).
     onUp: () => {
       puller.setChannelUp(true);
-      sender!.retryNow();
       uploader.retryNow();
     },
     onDown: () => puller.setChannelUp(false),

@@ -1,3 +1,4 @@
+// docs/protocol.md §Reports (batches, order, a finished report waits for its output: §Logs).
 import { describe, expect, it } from "vitest";
 import { finishedReport, startedReport } from "./reports.ts";
 import { sendablePrefix } from "./report-sender.ts";

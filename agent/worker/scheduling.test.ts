@@ -1,3 +1,4 @@
+// docs/protocol.md §Steps outlive the worker (recovery decisions) and §Commands (order, concurrency).
 import { describe, expect, it } from "vitest";
 import { nextStep, pickCommandsToStart, recoverRunningStep, stepDeadline, type StepLike, type StepState } from "./scheduling.ts";
 

@@ -1,4 +1,5 @@
-// `outpost-agent register` and `run --concurrency` against the real local server.
+// `outpost-agent register` and `run --concurrency` against the real local server
+// (`run --concurrency`: docs/protocol.md §Commands; register is outside the protocol doc).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, statSync } from "node:fs";

@@ -1,5 +1,6 @@
 // The monitor and worker as real processes: restart of a killed worker, clean
-// stop on SIGTERM, and the worker leaving when its monitor is killed.
+// stop on SIGTERM, and the worker leaving when its monitor is killed
+// (docs/protocol.md §Steps outlive the worker: the processes around the steps).
 import { afterEach, describe, expect, it } from "vitest";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";

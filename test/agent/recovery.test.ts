@@ -53,7 +53,7 @@ async function stepLog(depId: string, stepId: string): Promise<string> {
 }
 
 describe("agent recovery", () => {
-  it("a worker killed mid-step is restarted, re-attaches, and the step runs once", async () => {
+  it("§Steps outlive the worker: a worker killed mid-step is restarted, re-attaches, and the step runs once", async () => {
     const runs = marker("runs");
     const dep = await deploy([{ name: "long", type: "shell", command: `echo run >> ${runs}; echo before; sleep 3; echo after` }]);
     const stepId = await waitStepRunning(dep);
@@ -66,7 +66,7 @@ describe("agent recovery", () => {
     expect(await stepLog(dep, stepId)).toBe("before\nafter\n");
   });
 
-  it("streams a running step's output and uploads large output whole, in chunks", async () => {
+  it("§Logs: streams a running step's output and uploads large output whole, in chunks", async () => {
     const dep = await deploy([
       { name: "stream", type: "shell", command: "echo first; sleep 4; echo second" },
       { name: "big", type: "shell", command: "head -c 700000 /dev/zero | tr '\\0' 'x'; echo; echo end" },
@@ -81,7 +81,7 @@ describe("agent recovery", () => {
     expect(big.endsWith("x\nend\n")).toBe(true);
   });
 
-  it("uploads at most 16 MiB of a step's output and says so in the step's reason", async () => {
+  it("§Logs: uploads at most 16 MiB of a step's output and says so in the step's reason", async () => {
     const dep = await deploy([{ name: "huge", type: "shell", command: "head -c 17000000 /dev/zero | tr '\\0' 'y'" }]);
     const done = await server.waitDeployment(dep, 90_000);
     expect(done.steps[0]).toMatchObject({ status: "succeeded", exitCode: 0 });
@@ -91,7 +91,7 @@ describe("agent recovery", () => {
     expect(log.startsWith("yyyy")).toBe(true);
   });
 
-  it("a step that finishes while the server is down is reported once it is back", async () => {
+  it("§Outages: a step that finishes while the server is down is reported once it is back", async () => {
     const dep = await deploy([{ name: "outage", type: "shell", command: "echo during; sleep 2; echo outage-done" }]);
     const stepId = await waitStepRunning(dep);
     await server.stop();
@@ -103,7 +103,7 @@ describe("agent recovery", () => {
     expect(await stepLog(dep, stepId)).toBe("during\noutage-done\n");
   });
 
-  it("a step whose process vanished with the agent is interrupted, the rest skipped; a safe one is re-run", async () => {
+  it("§Steps outlive the worker: a step whose process vanished with the agent is interrupted, the rest skipped; a safe one is re-run", async () => {
     const runs = marker("runs");
     const dep = await deploy([
       { name: "victim", type: "shell", command: `echo run >> ${runs}; sleep 30` },
@@ -137,7 +137,7 @@ describe("agent recovery", () => {
     expect(readFileSync(safeRuns, "utf8")).toBe("run\nrun\n");
   });
 
-  it("a step that ended while the whole agent was stopped is finished from its status file", async () => {
+  it("§Steps outlive the worker: a step that ended while the whole agent was stopped is finished from its status file", async () => {
     const dep = await deploy([{ name: "detached", type: "shell", command: "sleep 1; echo survived; exit 4" }]);
     const stepId = await waitStepRunning(dep);
     await agent.stop(); // SIGTERM to monitor and worker: the detached step keeps running
