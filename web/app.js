@@ -78,7 +78,7 @@ async function refresh(gen) {
     const [a, d] = await Promise.all([api("/api/v1/agents"), api(`/api/v1/deployments?limit=${MAX_DEPLOYMENTS}`)]);
     if (gen !== generation) return;
     renderAgents(a.agents);
-    renderDeployments(d.deployments.slice(0, MAX_DEPLOYMENTS));
+    renderDeployments(d.deployments.slice(0, MAX_DEPLOYMENTS), new Map(a.agents.map((x) => [x.name, x.status])));
     await refreshLog(d.deployments, gen);
     setConn("ok", `Updated ${clock(new Date())}`);
   } catch (err) {
@@ -132,7 +132,9 @@ function renderAgents(agents) {
   );
 }
 
-function renderDeployments(deployments) {
+// agentStatus: name → online/offline, so a step still waiting on an agent that is
+// offline says so (its work goes on, or will, once the agent is back).
+function renderDeployments(deployments, agentStatus) {
   const table = $("deployments");
   $("deployment-count").textContent = deployments.length ? `latest ${deployments.length}` : "";
   $("deployments-empty").hidden = deployments.length > 0;
@@ -161,7 +163,9 @@ function renderDeployments(deployments) {
             }, s.name),
             s.reason ? el("span", { class: "reason", text: s.reason }) : null,
           ),
-          el("td", { class: "muted", text: s.agent }),
+          el("td", { class: "muted" }, s.agent, stepWaitsOnOfflineAgent(s, agentStatus)
+            ? el("span", { class: "agent-offline", text: "offline", title: "The agent is offline; the step's result arrives when it reconnects" })
+            : null),
           el("td", { class: "status" }, badge(s.status)),
           el("td", { class: `mono exit${s.exitCode ? " nonzero" : ""}`, text: s.exitCode ?? "" }),
           el("td", { title: s.startedAt ? new Date(s.startedAt).toLocaleString() : "" }, s.startedAt ? clock(new Date(s.startedAt)) : "—"),
@@ -172,6 +176,9 @@ function renderDeployments(deployments) {
     table.append(body);
   }
 }
+
+const stepWaitsOnOfflineAgent = (s, agentStatus) =>
+  (s.status === "running" || s.status === "pending") && agentStatus.get(s.agent) !== "online";
 
 const agentsOf = (d) => [...new Set(d.steps.map((s) => s.agent))].join(", ");
 

@@ -14,6 +14,7 @@ const AGENT = "web-agent";
 describe.skipIf(skip)("web dashboard", () => {
   const server = new TestServer();
   let agent: Proc | undefined;
+  let home = "";
   let browser: Browser | undefined;
   let okId = "";
   let failId = "";
@@ -22,7 +23,7 @@ describe.skipIf(skip)("web dashboard", () => {
   beforeAll(async () => {
     if (!haveChromium) throw new Error(`${CHROMIUM} is missing (CI is set, so this fails instead of skipping)`);
     await server.start();
-    const home = await server.registerAgent(AGENT);
+    home = await server.registerAgent(AGENT);
     agent = server.startAgent(AGENT, home);
     await server.waitAgentOnline(AGENT);
 
@@ -138,6 +139,32 @@ describe.skipIf(skip)("web dashboard", () => {
       await page.goto(`${server.base}/`);
       await page.waitForSelector(`tr[data-agent="${AGENT}"]`, { timeout: 10_000 });
       expect(await page.locator("#login").isVisible()).toBe(false);
+      expect(pageErrors).toEqual([]);
+    } finally {
+      await context.close();
+    }
+  });
+
+  // docs/protocol.md §Outages: the deployment shows the agent offline and the step still running.
+  it("marks a running step whose agent went offline, and shows its result once the agent is back", async () => {
+    const { context, page } = await newPage();
+    try {
+      const slow = await server.api("POST", "/api/v1/deployments", {
+        name: "web-outage", agents: [AGENT], steps: [{ name: "slow", type: "shell", command: "sleep 4; echo came-back" }],
+      });
+      expect(slow.status, slow.text).toBe(201);
+      await page.goto(`${server.base}/#token=${encodeURIComponent(server.adminToken)}`);
+      const stepRow = `tbody[data-deployment="${slow.json.id}"] tr.step-row`;
+      await page.waitForSelector(`${stepRow}[data-status="running"]`, { timeout: 15_000 });
+      expect(await page.locator(`${stepRow} .agent-offline`).count()).toBe(0);
+
+      await agent!.stop(); // the step itself runs on, detached from the agent
+      await page.waitForSelector(`tr[data-agent="${AGENT}"][data-status="offline"]`, { timeout: 15_000 });
+      await page.waitForSelector(`${stepRow}[data-status="running"] .agent-offline`, { timeout: 5_000 });
+
+      agent = server.startAgent(AGENT, home);
+      await page.waitForSelector(`${stepRow}[data-status="succeeded"]`, { timeout: 30_000 });
+      expect(await page.locator(`${stepRow} .agent-offline`).count()).toBe(0);
       expect(pageErrors).toEqual([]);
     } finally {
       await context.close();
