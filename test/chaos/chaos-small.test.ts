@@ -1,0 +1,19 @@
+// The chaos suite's small configuration, inside `npm test`: a few agents behind
+// the fault proxy, ~80 steps, every fault kind at least once. The full one is
+// `npm run test:chaos`.
+import { describe, expect, it } from "vitest";
+import { SMALL, resolveConfig } from "./config.ts";
+import { evaluate } from "./checks.ts";
+import { ChaosRun } from "./orchestrator.ts";
+import { renderReport } from "./report.ts";
+
+describe("chaos (small configuration)", () => {
+  it("loses nothing, runs nothing twice, leaves nothing stuck under faults", async () => {
+    const cfg = resolveConfig(["--config=small"], { ...process.env, CHAOS_CONFIG: "small" });
+    const data = await new ChaosRun(cfg).run();
+    const { checks, figures } = evaluate(data);
+    console.log(renderReport(data, checks, figures));
+    expect(figures.steps).toBeGreaterThanOrEqual(SMALL.deployments * SMALL.stepsMin);
+    expect(checks.filter((c) => !c.pass).map((c) => `${c.name}: ${c.details.join(" | ")}`)).toEqual([]);
+  }, 420_000);
+});
