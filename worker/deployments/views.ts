@@ -1,21 +1,12 @@
 // DeploymentView read models: steps ordered by agent name, then position.
 // Each read is one D1 batch, i.e. one consistent snapshot of a deployment and its steps.
-import type { DeploymentStatus, DeploymentView, StepStatus } from "../../schema/api.ts";
+import type { DeploymentStatus, DeploymentView, StepView } from "../../schema/api.ts";
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 
 type DeploymentRow = { id: string; name: string; status: DeploymentStatus; createdAt: number; finishedAt: number | null };
-type StepRow = {
-  deploymentId: string;
-  id: string;
-  agent: string;
-  name: string;
-  status: StepStatus;
-  exitCode: number | null;
-  reason: string | null;
-  startedAt: number | null;
-  finishedAt: number | null;
-};
+// A step as D1 returns it: the view's fields, with epoch-ms times and its deployment id.
+type StepRow = Omit<StepView, "startedAt" | "finishedAt"> & { deploymentId: string; startedAt: number | null; finishedAt: number | null };
 
 const DEPLOYMENT_COLUMNS = "d.id, d.name, d.status, d.created_at AS createdAt, d.finished_at AS finishedAt";
 const STEP_SELECT = `SELECT s.deployment_id AS deploymentId, s.id, a.name AS agent, s.name, s.status, s.exit_code AS exitCode,
