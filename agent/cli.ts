@@ -14,8 +14,7 @@ export async function main(argv: string[]): Promise<number> {
       case "register":
         return await register(req);
       case "run":
-        await runMonitor({ home: req.home, concurrency: req.concurrency });
-        return 0;
+        return await runMonitor({ home: req.home, concurrency: req.concurrency });
     }
   } catch (e) {
     if (e instanceof UsageError) {

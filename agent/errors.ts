@@ -1,5 +1,11 @@
 // Typed errors of the agent. Each carries the context a reader of the log needs.
 
+// docs/protocol.md §Revoke: the server refused this agent's credential (a 401, or
+// the channel closed with 4003). Retrying cannot help, so the worker exits with
+// this code and the monitor, seeing it, stops instead of restarting it.
+export const EXIT_REVOKED = 78; // EX_CONFIG in sysexits.h
+export const REVOKED_MESSAGE = "this agent's credential was revoked or is unknown to the server; register again";
+
 export class AgentError extends Error {
   readonly context: Record<string, unknown>;
   constructor(message: string, context: Record<string, unknown> = {}, options?: { cause?: unknown }) {

@@ -4,7 +4,7 @@
 // (projection.ts). Nothing that matters lives only in memory: the ledger and socket
 // attachments survive hibernation; the in-memory fields below are per-request plumbing.
 import { DurableObject } from "cloudflare:workers";
-import { agentMessage, commandBody, pullQuery, reportsRequest, type CommandBody, type ServerMessage } from "../schema/agent-api.ts";
+import { agentMessage, commandBody, pullQuery, reportsRequest, type CommandBody, type PullResponse, type ServerMessage } from "../schema/agent-api.ts";
 import { describeZodError } from "../schema/errors.ts";
 import { HEARTBEAT_PING, HEARTBEAT_PONG, LIMITS, TIMING } from "../schema/limits.ts";
 import { deployCommand, markDispatched, undispatchedTargets } from "../worker/deployments/dispatch.ts";
@@ -125,6 +125,9 @@ export class AgentChannel extends DurableObject<Env> {
     const { after, wait } = parsed.data;
     let head = this.ledger.head();
     if (after > head) return errorResponse(409, `after=${after} is beyond the last command (${head})`, { head });
+    // Read before this pull acknowledges: a journal that lost commands says a lower
+    // `after` than the ledger already saw, and the agent must learn which (§Commands).
+    const acked = this.ledger.ackedSeq();
     this.ledger.ack(after);
     let commands = this.ledger.commandsAfter(after);
     if (commands.length === 0 && wait > 0) {
@@ -134,7 +137,7 @@ export class AgentChannel extends DurableObject<Env> {
       head = this.ledger.head();
       commands = this.ledger.commandsAfter(after);
     }
-    return json({ commands, head });
+    return json({ commands, head, acked } satisfies PullResponse);
   }
 
   private async receiveReports(request: Request, agentId: string): Promise<Response> {

@@ -1,4 +1,4 @@
-// WebSocket plumbing of the AgentChannel: attachment shape, close codes, safe send/close.
+// WebSocket plumbing of the AgentChannel: attachment shape, safe send/close.
 import type { ServerMessage } from "../schema/agent-api.ts";
 
 // Survives hibernation with the socket; ids and times only.
@@ -6,14 +6,7 @@ export type Attachment = { connectedAt: number; seenAt: number; hello: boolean; 
 
 export const WS_OPEN = 1;
 const WS_CLOSED = 3;
-export const CLOSE = {
-  policy: 1008,
-  tooBig: 1009,
-  internal: 1011,
-  noHeartbeat: 4000, // docs/protocol.md §Presence
-  replaced: 4001, // a newer connection of the same agent
-  revoked: 4003, // docs/protocol.md §Revoke
-} as const;
+export { CLOSE } from "../schema/agent-api.ts"; // the agent reads them too: defined once
 
 export function send(ws: WebSocket, message: ServerMessage): void {
   try {

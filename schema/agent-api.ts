@@ -48,7 +48,16 @@ export const pullQuery = z.object({
   after: z.coerce.number().int().min(0),
   wait: z.coerce.number().int().min(0).max(LIMITS.longPollSeconds).default(0),
 });
-export const pullResponse = z.object({ commands: z.array(command), head: z.int().min(0) });
+export const pullResponse = z.object({
+  commands: z.array(command),
+  head: z.int().min(0),
+  // The DO's cumulative acknowledgement BEFORE this pull's `after` was applied:
+  // every seq ≤ acked was stored by this agent at some point. A command at or
+  // below it that the agent's journal lacks was stored and then lost (journal
+  // lost or restored from an older copy), so it may have run already: the agent
+  // reports its steps interrupted and never runs it (docs/protocol.md §Commands).
+  acked: z.int().min(0),
+});
 export type PullResponse = z.infer<typeof pullResponse>;
 
 // ---- reports: agent → server, posted in batches ----
@@ -92,6 +101,16 @@ export const logUploadResponse = z.object({ length: z.int().min(0) });
 // ---- WebSocket /agent/v1/channel: notifications and status only, never work ----
 // Heartbeats are the bare text frames "ping"/"pong" (answered by the DO's auto-response).
 
+// Close codes the server uses (docs/agent-api.md).
+export const CLOSE = {
+  policy: 1008,
+  tooBig: 1009,
+  internal: 1011,
+  noHeartbeat: 4000, // docs/protocol.md §Presence
+  replaced: 4001, // a newer connection of the same agent
+  revoked: 4003, // docs/protocol.md §Revoke: the credential is dead; the agent must not reconnect
+} as const;
+
 // Resync on connect (docs/protocol.md §Resync): the agent states what it holds,
 // the server answers with what it has and still expects; each side then sends
 // only the gap.
@@ -114,6 +133,7 @@ export const welcomeMessage = z.object({
   applied: z.array(id), // of hello.reports, those already applied: delete them, don't re-send
   expecting: z.array(id), // steps of commands up to lastSeq whose final result the server lacks
 });
+export type WelcomeMessage = z.infer<typeof welcomeMessage>;
 export const commandsMessage = z.object({ type: z.literal("commands"), head: z.int().min(0) });
 export const serverMessage = z.discriminatedUnion("type", [welcomeMessage, commandsMessage]);
 export type ServerMessage = z.infer<typeof serverMessage>;

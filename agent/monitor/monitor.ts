@@ -1,13 +1,15 @@
 // The monitor process (`outpost-agent run`): writes monitor.pid, forks the
 // worker and restarts it with back-off when it dies (full jitter 0.5 s → 30 s,
 // reset after a healthy minute). SIGTERM/SIGINT: SIGTERM the worker, SIGKILL it
-// after 10 s, remove the pid files, resolve. The worker exits by itself when
-// the monitor dies (IPC disconnect).
+// after 10 s, remove the pid files, resolve 0. The worker exits by itself when
+// the monitor dies (IPC disconnect). A worker exiting with EXIT_REVOKED (the
+// server refused the credential, docs/protocol.md §Revoke) is not restarted: the
+// monitor removes the pid files and resolves EXIT_REVOKED.
 import { fork, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Backoff, restartDelayMs } from "../backoff.ts";
-import { AgentError, SettingsError } from "../errors.ts";
+import { AgentError, EXIT_REVOKED, REVOKED_MESSAGE, SettingsError } from "../errors.ts";
 import { checkServerUrl } from "../url-policy.ts";
 import { createLogger } from "../log.ts";
 import { homePaths, readCredential, readPidFile, readSettings, removePidFile, writePidFile } from "../settings.ts";
@@ -49,7 +51,9 @@ function waitExit(child: ChildProcess, ms: number): Promise<boolean> {
 
 export type MonitorOptions = { home: string; concurrency: number | null };
 
-export async function runMonitor(opts: MonitorOptions): Promise<void> {
+// Resolves the process exit code: 0 after SIGTERM/SIGINT, EXIT_REVOKED when the
+// worker found the credential refused.
+export async function runMonitor(opts: MonitorOptions): Promise<number> {
   const log = createLogger("monitor");
   const paths = homePaths(opts.home);
   const settings = readSettings(paths.home); // fail fast, before forking, on an unregistered home
@@ -76,6 +80,8 @@ export async function runMonitor(opts: MonitorOptions): Promise<void> {
   let child: ChildProcess | null = null;
   let stopping = false;
   let restartTimer: NodeJS.Timeout | null = null;
+  let finish: (code: number) => void = () => {};
+  const finished = new Promise<number>((resolve) => (finish = resolve));
 
   const startWorker = () => {
     restartTimer = null;
@@ -88,6 +94,15 @@ export async function runMonitor(opts: MonitorOptions): Promise<void> {
     c.on("exit", (code, signal) => {
       if (c.pid) removePidFile(paths.workerPid, c.pid);
       if (stopping) return;
+      if (code === EXIT_REVOKED) {
+        // A new worker would be refused the same way: stop, loudly, and let whoever
+        // runs the agent (systemd, a shell) see a failure.
+        stopping = true;
+        removePidFile(paths.monitorPid, process.pid);
+        log.error(`${REVOKED_MESSAGE}; worker ${c.pid} stopped and is not restarted; the monitor stops`);
+        finish(EXIT_REVOKED);
+        return;
+      }
       const uptime = Date.now() - startedAt;
       const delay = restartDelayMs(backoff, uptime);
       log.warn(`worker ${c.pid} exited (${signal ?? `code ${code}`}) after ${(uptime / 1000).toFixed(1)} s; restarting in ${delay} ms`);
@@ -98,27 +113,26 @@ export async function runMonitor(opts: MonitorOptions): Promise<void> {
   log.info(`monitor started (pid ${process.pid}, home ${paths.home})`);
   startWorker();
 
-  await new Promise<void>((resolve) => {
-    const stop = async (signal: string) => {
-      if (stopping) return;
-      stopping = true;
-      log.info(`${signal}: stopping the worker`);
-      if (restartTimer) clearTimeout(restartTimer);
-      const c = child;
-      if (c && c.exitCode === null && c.signalCode === null) {
-        c.kill("SIGTERM");
-        if (!(await waitExit(c, STOP_GRACE_MS))) {
-          log.warn(`worker ${c.pid} did not stop within ${STOP_GRACE_MS / 1000} s; SIGKILL`);
-          c.kill("SIGKILL");
-          await waitExit(c, 5_000);
-        }
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info(`${signal}: stopping the worker`);
+    if (restartTimer) clearTimeout(restartTimer);
+    const c = child;
+    if (c && c.exitCode === null && c.signalCode === null) {
+      c.kill("SIGTERM");
+      if (!(await waitExit(c, STOP_GRACE_MS))) {
+        log.warn(`worker ${c.pid} did not stop within ${STOP_GRACE_MS / 1000} s; SIGKILL`);
+        c.kill("SIGKILL");
+        await waitExit(c, 5_000);
       }
-      if (c?.pid) removePidFile(paths.workerPid, c.pid);
-      removePidFile(paths.monitorPid, process.pid);
-      log.info("stopped");
-      resolve();
-    };
-    process.on("SIGTERM", () => void stop("SIGTERM"));
-    process.on("SIGINT", () => void stop("SIGINT"));
-  });
+    }
+    if (c?.pid) removePidFile(paths.workerPid, c.pid);
+    removePidFile(paths.monitorPid, process.pid);
+    log.info("stopped");
+    finish(0);
+  };
+  process.on("SIGTERM", () => void stop("SIGTERM"));
+  process.on("SIGINT", () => void stop("SIGINT"));
+  return finished;
 }

@@ -3,6 +3,7 @@
 import { z } from "zod";
 import {
   logUploadResponse,
+  pullResponse,
   registerResponse,
   reportsResponse,
   type RegisterRequest,
@@ -15,9 +16,9 @@ import { apiUrl } from "../url-policy.ts";
 
 const REQUEST_TIMEOUT_MS = 30_000;
 
-// Commands are validated one by one by the puller, so a single bad command
-// cannot hide the others: here only the envelope is checked.
-export const pullEnvelope = z.object({ commands: z.array(z.unknown()).max(LIMITS.commandsPerPull * 10), head: z.int().min(0) });
+// Commands are validated one by one by the command intake, so a single bad command
+// cannot hide the others (it is stored as rejected): here only the envelope is checked.
+export const pullEnvelope = pullResponse.extend({ commands: z.array(z.unknown()).max(LIMITS.commandsPerPull * 10) });
 export type PullEnvelope = z.infer<typeof pullEnvelope>;
 
 type RequestOptions = {
@@ -32,9 +33,13 @@ type RequestOptions = {
 export class ApiClient {
   readonly server: string;
   readonly credential: string | null;
-  constructor(server: string, credential: string | null) {
+  readonly #onUnauthorized: ((e: HttpError) => void) | undefined;
+  // onUnauthorized: an authenticated request got 401 — the credential is revoked or
+  // unknown (docs/protocol.md §Revoke). Called before the error is thrown to the caller.
+  constructor(server: string, credential: string | null, opts: { onUnauthorized?: (e: HttpError) => void } = {}) {
     this.server = server;
     this.credential = credential;
+    this.#onUnauthorized = opts.onUnauthorized;
   }
 
   async request(method: string, path: string, opts: RequestOptions = {}): Promise<{ status: number; body: unknown }> {
@@ -67,7 +72,11 @@ export class ApiClient {
         /* not JSON: keep the text */
       }
     }
-    if (!res.ok && !(opts.okStatuses ?? []).includes(res.status)) throw new HttpError(method, path, res.status, parsed);
+    if (!res.ok && !(opts.okStatuses ?? []).includes(res.status)) {
+      const e = new HttpError(method, path, res.status, parsed);
+      if (res.status === 401 && headers.authorization !== undefined) this.#onUnauthorized?.(e);
+      throw e;
+    }
     return { status: res.status, body: parsed };
   }
 

@@ -4,14 +4,15 @@
 // from `commands`; heartbeats with "ping" every 10 s (§Presence) and reconnects
 // (full-jitter back-off 0.5 s → 30 s, §Reconnect) when the socket closes or
 // stays silent for 30 s. Every connect attempt is logged (with the logger's
-// ISO timestamp), so a herd of reconnecting agents can be measured.
+// ISO timestamp), so a herd of reconnecting agents can be measured. A close with
+// 4003 ("agent revoked") or a 401 answer to the upgrade means the credential is
+// dead (§Revoke): it never reconnects then, and says so through onRevoked.
 import WebSocket from "ws";
 import { HEARTBEAT_PING, HEARTBEAT_PONG, LIMITS, TIMING } from "../../schema/limits.ts";
-import { agentMessage, type AgentMessage } from "../../schema/agent-api.ts";
+import { agentMessage, CLOSE, serverMessage, type AgentMessage, type WelcomeMessage } from "../../schema/agent-api.ts";
 import { Backoff } from "../backoff.ts";
 import { describeCause } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import { agentServerMessage, type AgentWelcome } from "./wire.ts";
 
 export type Hello = Extract<AgentMessage, { type: "hello" }>;
 
@@ -22,10 +23,11 @@ export type ChannelDeps = {
   credential: string;
   log: Logger;
   hello: () => Promise<Hello>;
-  onWelcome: (welcome: AgentWelcome, hello: Hello) => void;
+  onWelcome: (welcome: WelcomeMessage, hello: Hello) => void;
   onHead: (head: number) => void;
   onUp: () => void;
   onDown: () => void;
+  onRevoked: (why: string) => void;
   heartbeatMs?: number;
   silenceMs?: number;
 };
@@ -74,6 +76,15 @@ export class Channel {
     let lastHeard = Date.now();
     let heartbeat: NodeJS.Timeout | null = null;
     let sentHello: Hello | null = null;
+    let refusedWith: number | null = null; // HTTP status of an upgrade the server refused
+
+    // The upgrade answered with a plain HTTP response: keep its status, then drop it
+    // ('error' and 'close' follow).
+    ws.on("unexpected-response", (_req, res) => {
+      refusedWith = res.statusCode ?? 0;
+      res.resume();
+      ws.terminate();
+    });
 
     ws.on("open", () => {
       openedAt = Date.now();
@@ -109,7 +120,7 @@ export class Channel {
       } catch {
         return log.warn(`ignoring a non-JSON channel message: ${text.slice(0, 100)}`);
       }
-      const parsed = agentServerMessage.safeParse(msg);
+      const parsed = serverMessage.safeParse(msg);
       if (!parsed.success) return log.warn(`ignoring an unknown channel message: ${text.slice(0, 100)}`);
       if (parsed.data.type === "welcome") {
         if (!this.#up) {
@@ -128,12 +139,12 @@ export class Channel {
 
     ws.on("error", (e) => {
       // 'close' follows; log each distinct error once per outage
-      const text = describeCause(e);
+      const text = refusedWith === null ? describeCause(e) : `the server refused the WebSocket upgrade: HTTP ${refusedWith}`;
       if (text !== this.#lastError) log.warn(`channel error: ${text}`);
       this.#lastError = text;
     });
 
-    ws.on("close", (code) => {
+    ws.on("close", (code, reasonBytes) => {
       if (heartbeat) clearInterval(heartbeat);
       const wasUp = this.#up;
       this.#up = false;
@@ -143,6 +154,11 @@ export class Channel {
         this.#deps.onDown();
       }
       if (this.#stopped) return;
+      if (code === CLOSE.revoked || refusedWith === 401) {
+        this.#stopped = true; // reconnecting with a dead credential cannot help
+        const why = code === CLOSE.revoked ? `channel closed by the server: ${code} ${reasonBytes.toString() || "agent revoked"}` : "channel upgrade answered HTTP 401";
+        return this.#deps.onRevoked(why);
+      }
       if (openedAt && Date.now() - openedAt >= HEALTHY_CONNECTION_MS) this.#backoff.reset();
       const delay = this.#backoff.next();
       this.#reconnectTimer = setTimeout(() => {

@@ -1,8 +1,9 @@
 // Pulls commands over HTTPS: GET /agent/v1/commands?after=<lastSeq>. `after` is
 // the cumulative acknowledgement, so it only ever names commands already
 // committed to the journal (invariant 4). Pulls happen when the channel says
-// there is something new, every 30 s while the channel is up, and as
-// back-to-back long-polls (wait=25) while it is down.
+// there is something new, right after storing new commands (to acknowledge them
+// at once: see below), every 30 s while the channel is up, and as back-to-back
+// long-polls (wait=25) while it is down.
 import { HttpError } from "../errors.ts";
 import { LIMITS } from "../../schema/limits.ts";
 import { Backoff } from "../backoff.ts";
@@ -15,7 +16,9 @@ import { Waker } from "./waker.ts";
 export const PERIODIC_PULL_MS = 30_000;
 const MIN_LONG_POLL_CYCLE_MS = 1_000; // a server that ignores `wait` must not make us spin
 
-export type CommandPullerDeps = { journal: Journal; api: ApiClient; log: Logger; onStored: () => void };
+// onStored: commands to run were stored. onReportsQueued: commands that will not run
+// (rejected, lost) were stored as ended, with their steps' final reports to send.
+export type CommandPullerDeps = { journal: Journal; api: ApiClient; log: Logger; onStored: () => void; onReportsQueued: () => void };
 
 export class CommandPuller {
   readonly #deps: CommandPullerDeps;
@@ -63,6 +66,22 @@ export class CommandPuller {
     this.#waker.wake();
   }
 
+  #logEnded(items: ReturnType<typeof classifyCommands>["items"], acked: number): void {
+    const { log } = this.#deps;
+    const lost = items.filter((i) => i.kind === "lost");
+    if (lost.length > 0) {
+      log.error(
+        `the server saw command(s) up to seq ${acked} acknowledged, but this journal has no record of seq ${lost.map((i) => i.seq).join(", ")}: ` +
+          "the journal was lost or restored from an older copy and they may have run already, so they are not run; their steps are reported interrupted",
+      );
+      const blind = lost.filter((i) => i.deploymentId === null || i.stepIds.length === 0);
+      if (blind.length > 0) log.error(`lost command(s) seq ${blind.map((i) => i.seq).join(", ")} name no readable deployment or steps: nothing can be reported for them`);
+    }
+    for (const item of items) {
+      if (item.kind === "rejected") log.error(`REJECTED command seq ${item.seq} (${item.id}): ${item.reason}; its steps are reported failed`);
+    }
+  }
+
   async #loop(): Promise<void> {
     const { journal, api, log, onStored } = this.#deps;
     const backoff = new Backoff();
@@ -76,15 +95,18 @@ export class CommandPuller {
         log.debug(`pull after=${this.#lastSeq} wait=${wait}`);
         const res = await api.pull(this.#lastSeq, wait, this.#abort.signal);
         log.debug(`pulled ${res.commands.length} command(s), head ${res.head}`);
-        const intake = classifyCommands(res.commands, this.#lastSeq);
+        const intake = classifyCommands(res.commands, this.#lastSeq, res.acked);
+        let storedAny = false;
         if (intake.items.length > 0) {
           const r = await journal.storeCommands(intake.items);
           this.#lastSeq = r.lastSeq;
-          for (const item of intake.items) {
-            if (item.kind === "rejected") log.error(`REJECTED command seq ${item.seq} (${item.id}): ${item.reason}; its steps are reported failed`);
-          }
-          if (r.stored.length > 0) {
-            log.info(`stored command(s) seq ${r.stored.join(", ")}`);
+          storedAny = r.stored.length > 0;
+          const stored = intake.items.filter((i) => r.stored.includes(i.kind === "valid" ? i.command.seq : i.seq));
+          this.#logEnded(stored, res.acked);
+          if (stored.some((i) => i.kind !== "valid")) this.#deps.onReportsQueued();
+          const toRun = stored.flatMap((i) => (i.kind === "valid" ? [i.command.seq] : []));
+          if (toRun.length > 0) {
+            log.info(`stored command(s) seq ${toRun.join(", ")}`);
             onStored();
           }
         }
@@ -93,8 +115,12 @@ export class CommandPuller {
           const d = backoff.next() + 5_000;
           log.error(`cannot store a pulled command (${intake.problem}); retrying in ${d} ms`);
           await this.#waker.wait(d);
-        } else if (res.head > this.#lastSeq) {
-          this.#kicked = true; // more than one page
+        } else if (res.head > this.#lastSeq || storedAny) {
+          // More than one page, or new commands to acknowledge now: the server's `acked`
+          // is what tells a journal lost later that a command may have run, so the
+          // window between storing (and starting) a command and acknowledging it is
+          // kept to one request.
+          this.#kicked = true;
         } else if (!this.#channelUp && res.commands.length === 0 && Date.now() - t0 < MIN_LONG_POLL_CYCLE_MS) {
           await this.#waker.wait(MIN_LONG_POLL_CYCLE_MS);
         }

@@ -4,8 +4,7 @@
 // running: finish from the status file, re-attach, re-run (retry "safe") or
 // report them interrupted.
 import { LIMITS } from "../../schema/limits.ts";
-import type { StepToRun } from "../../schema/agent-api.ts";
-import type { AgentCommand as Command } from "./wire.ts";
+import type { Command, StepToRun } from "../../schema/agent-api.ts";
 import { describeCause } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import {

@@ -4,11 +4,11 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { AgentCommand as Command } from "./wire.ts";
+import type { Command } from "../../schema/agent-api.ts";
 import { Journal } from "./journal.ts";
 
 const deploy = (seq: number, id = `cmd-${seq}`, nSteps = 2): Command => ({
-  seq, type: "deploy", id, deploymentId: `dep-${seq}`,
+  seq, type: "deploy", id, deploymentId: `dep-${seq}`, agentLostAfterSeconds: 900,
   steps: Array.from({ length: nSteps }, (_, i) => ({ stepId: `${id}-s${i}`, position: i, name: `s${i}`, type: "shell" as const, command: "true", timeoutSeconds: null, retry: "never" as const })),
 });
 
@@ -95,6 +95,17 @@ describe("journal", () => {
     expect(out.map((e) => e.report)).toMatchObject([
       { stepId: "x1", status: "failed", reason: "agent rejected the command: steps.0.type: invalid" },
       { stepId: "x2", status: "failed" },
+    ]);
+  });
+
+  it("stores a lost command as ended, each step interrupted with the no-record reason, never to run", async () => {
+    const r = await journal.storeCommands([{ kind: "lost", seq: 3, id: "gone", deploymentId: "dep-3", stepIds: ["g0", "g1"] }]);
+    expect(r).toEqual({ stored: [3], lastSeq: 3 });
+    expect(await journal.unfinishedCommandSeqs()).toEqual([]);
+    expect((await journal.steps(3)).map((s) => [s.stepId, s.position, s.state])).toEqual([["g0", 0, "interrupted"], ["g1", 1, "interrupted"]]);
+    expect((await journal.peekOutbox(10)).map((e) => e.report)).toMatchObject([
+      { type: "step-finished", id: "g0:finished", deploymentId: "dep-3", status: "interrupted", exitCode: null, reason: "agent has no record of this step (journal lost)" },
+      { id: "g1:finished", status: "interrupted" },
     ]);
   });
 

@@ -8,21 +8,21 @@ import { and, asc, eq, inArray, isNotNull, ne, sql } from "drizzle-orm";
 import { drizzle, type LibSQLDatabase } from "drizzle-orm/libsql";
 import { migrate } from "drizzle-orm/libsql/migrator";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { reportIds, type Report } from "../../schema/agent-api.ts";
-import { agentCommand as commandSchema, type AgentCommand as Command } from "./wire.ts";
+import { command as commandSchema, reportIds, type Command, type Report } from "../../schema/agent-api.ts";
 import { journalCommands, journalMeta, journalSteps, outbox } from "../../schema/journal.ts";
 import { LIMITS } from "../../schema/limits.ts";
 import { AgentError } from "../errors.ts";
-import { finishedReport, startedReport, type StepOutcome } from "./reports.ts";
+import { finishedReport, NO_RECORD_REASON, startedReport, type StepOutcome } from "./reports.ts";
 
 export type StepRow = typeof journalSteps.$inferSelect;
 export type OutboxEntry = { order: number; id: string; report: Report; createdAt: number };
 
-// A pulled command: valid, or rejected by validation (stored as ended so that it
-// is acknowledged, with a failed report for every step id we could read).
-export type IncomingCommand =
-  | { kind: "valid"; command: Command }
-  | { kind: "rejected"; seq: number; id: string; deploymentId: string | null; stepIds: string[]; reason: string };
+// A pulled command (agent/worker/command-intake.ts): valid, to run; or never to
+// run and stored as ended so that it is acknowledged, with a final report for every
+// step id we could read — `failed` when rejected by validation, `interrupted` when
+// lost (the server saw it acknowledged but this journal has no record of it).
+type EndedCommand = { seq: number; id: string; deploymentId: string | null; stepIds: string[] };
+export type IncomingCommand = { kind: "valid"; command: Command } | ({ kind: "rejected"; reason: string } & EndedCommand) | ({ kind: "lost" } & EndedCommand);
 
 const MIGRATIONS = fileURLToPath(new URL("../../schema/migrations/journal", import.meta.url));
 const LAST_SEQ = "lastSeq";
@@ -133,12 +133,15 @@ export class Journal {
             .insert(journalSteps)
             .values(c.steps.map((s) => ({ stepId: s.stepId, deploymentId: c.deploymentId, commandSeq: seq, position: s.position, state: "pending" as const })))
             .onConflictDoNothing();
-        } else if (item.kind === "rejected" && item.deploymentId !== null) {
-          for (const stepId of item.stepIds) {
-            const outcome: StepOutcome = { status: "failed", exitCode: null, reason: `agent rejected the command: ${item.reason}` };
+        } else if (item.kind !== "valid" && item.deploymentId !== null) {
+          const outcome: StepOutcome =
+            item.kind === "lost"
+              ? { status: "interrupted", exitCode: null, reason: NO_RECORD_REASON }
+              : { status: "failed", exitCode: null, reason: `agent rejected the command: ${item.reason}` };
+          for (const [position, stepId] of item.stepIds.entries()) {
             const ins = await tx
               .insert(journalSteps)
-              .values({ stepId, deploymentId: item.deploymentId, commandSeq: seq, position: 0, state: "failed", reason: outcome.reason, finishedAt: now, logSize: 0 })
+              .values({ stepId, deploymentId: item.deploymentId, commandSeq: seq, position, state: outcome.status, reason: outcome.reason, finishedAt: now, logSize: 0 })
               .onConflictDoNothing()
               .returning({ stepId: journalSteps.stepId });
             if (ins.length) await insertReport(tx, finishedReport(stepId, item.deploymentId, outcome, now), now);

@@ -2,9 +2,11 @@
 // (WebSocket for notifications, HTTPS for commands, reports and logs), runs
 // steps. Exits when the monitor goes away (IPC disconnect) or on SIGTERM;
 // running steps are detached and survive it, to be re-attached next start.
+// Exits with EXIT_REVOKED when the server refuses the credential (§Revoke).
 import { mkdirSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { parseConcurrency } from "../args.ts";
+import { EXIT_REVOKED, REVOKED_MESSAGE } from "../errors.ts";
 import { createLogger } from "../log.ts";
 import { homePaths, readCredential, readSettings, removePidFile, writePidFile } from "../settings.ts";
 import { channelUrl } from "../url-policy.ts";
@@ -34,7 +36,9 @@ async function main(): Promise<void> {
   const journal = await Journal.open(paths.journal);
   log.info(`started (pid ${process.pid}, agent ${settings.name}, server ${settings.server}, up to ${maxConcurrent} concurrent deployments)`);
 
-  const api = new ApiClient(settings.server, credential);
+  // Any 401 means the credential is revoked or unknown: every later request would
+  // be refused too, so stop rather than retry forever (docs/protocol.md §Revoke).
+  const api = new ApiClient(settings.server, credential, { onUnauthorized: (e) => revoked(e.message) });
   let sender: ReportSender | null = null;
   const uploader = new LogUploader({ journal, api, stepsDir: paths.steps, log: log.child("log"), onDelivered: () => sender?.kick() });
   sender = new ReportSender({
@@ -58,7 +62,7 @@ async function main(): Promise<void> {
     },
   });
   const scheduler = new Scheduler({ journal, runner, maxConcurrent, log: log.child("scheduler") });
-  const puller = new CommandPuller({ journal, api, log: log.child("pull"), onStored: () => scheduler.kick() });
+  const puller = new CommandPuller({ journal, api, log: log.child("pull"), onStored: () => scheduler.kick(), onReportsQueued: () => sender!.kick() });
   // One resync at a time, in welcome order; a failed one drops the connection so
   // that the next connection's hello starts it over.
   let resyncs: Promise<void> = Promise.resolve();
@@ -95,26 +99,40 @@ async function main(): Promise<void> {
       uploader.retryNow();
     },
     onDown: () => puller.setChannelUp(false),
+    onRevoked: (why) => revoked(why),
   });
 
   let stopping = false;
-  const shutdown = async (why: string) => {
+  const shutdown = async (why: string, exitCode = 0) => {
     if (stopping) return;
     stopping = true;
-    log.info(`stopping (${why}); running steps continue and are re-attached by the next worker`);
+    if (exitCode === 0) log.info(`stopping (${why}); running steps continue and are re-attached by the next worker`);
     setTimeout(() => {
       log.error("did not stop within 8 s; exiting anyway");
-      process.exit(1);
+      process.exit(exitCode === 0 ? 1 : exitCode); // a revoked worker must still say so to the monitor
     }, 8_000).unref();
-    scheduler.stop();
-    channel.stop();
-    uploader.stop();
-    sender!.stop();
-    await puller.stop();
-    await journal.close();
-    removePidFile(paths.workerPid, process.pid);
-    process.exit(0);
+    try {
+      scheduler.stop();
+      channel.stop();
+      uploader.stop();
+      sender!.stop();
+      await puller.stop();
+      await journal.close();
+      removePidFile(paths.workerPid, process.pid);
+    } catch (e) {
+      log.error("stopping failed", e);
+      process.exit(exitCode === 0 ? 1 : exitCode);
+    }
+    process.exit(exitCode);
   };
+  // The server already ended this agent's open work (its steps `canceled`, reason
+  // "agent revoked"); step processes still running are left alone — killing them
+  // could leave a half-done deployment behind, and nobody is left to report them.
+  function revoked(why: string): void {
+    if (stopping) return;
+    log.error(`${REVOKED_MESSAGE} (${why}); stopping for good, running step processes are left alone`);
+    void shutdown("credential refused", EXIT_REVOKED);
+  }
   process.on("SIGTERM", () => void shutdown("SIGTERM"));
   // Under the monitor, Ctrl-C reaches both; the monitor decides and sends SIGTERM.
   process.on("SIGINT", () => {

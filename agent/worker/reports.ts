@@ -7,6 +7,10 @@ export type StepOutcome = { status: FinalStatus; exitCode: number | null; reason
 
 const MAX_REASON = 500;
 
+// The reason of a step the agent must report but has no record of: its journal
+// was lost or restored from an older copy, so the step may have run. Never run it.
+export const NO_RECORD_REASON = "agent has no record of this step (journal lost)";
+
 export function clipReason(reason: string | null): string | null {
   if (reason === null) return null;
   return reason.length <= MAX_REASON ? reason : reason.slice(0, MAX_REASON - 1) + "…";

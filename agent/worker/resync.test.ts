@@ -8,12 +8,12 @@ import { pathToFileURL } from "node:url";
 import { createClient } from "@libsql/client";
 import { createLogger } from "../log.ts";
 import { Journal } from "./journal.ts";
-import { applyResync, NO_RECORD_REASON, planResync, type StepFact } from "./resync.ts";
-import type { AgentCommand } from "./wire.ts";
-import { agentServerMessage } from "./wire.ts";
+import { serverMessage, type Command } from "../../schema/agent-api.ts";
+import { NO_RECORD_REASON } from "./reports.ts";
+import { applyResync, planResync, type StepFact } from "./resync.ts";
 
 const facts = (o: Record<string, StepFact>) => new Map(Object.entries(o));
-const welcome = (w: Partial<{ head: number; acked: number | null; applied: string[]; expecting: string[] | null }>) => ({
+const welcome = (w: Partial<{ head: number; acked: number; applied: string[]; expecting: string[] }>) => ({
   head: 0, acked: 0, applied: [], expecting: [], ...w,
 });
 
@@ -41,18 +41,18 @@ describe("§Resync: planResync", () => {
     expect(p.interrupt).toEqual(["e"]);
   });
 
-  it("notices a journal behind the server's acknowledgement; tolerates an older server's welcome", () => {
-    expect(planResync({ lastSeq: 1, reports: [] }, welcome({ head: 4, acked: 4 }), facts({})).journalBehind).toBe(true);
-    const old = agentServerMessage.parse({ type: "welcome", agentId: "x", head: 2 });
-    expect(old).toMatchObject({ acked: null, applied: [], expecting: null });
-    if (old.type !== "welcome") throw new Error("not a welcome");
-    expect(planResync({ lastSeq: 2, reports: ["a:started"] }, old, facts({}))).toEqual({
-      deleteApplied: [], resend: [], interrupt: [], unfinished: [], pull: false, journalBehind: false,
-    });
+  it("notices a journal behind the server's acknowledgement (the pull then ends those commands as lost)", () => {
+    expect(planResync({ lastSeq: 1, reports: [] }, welcome({ head: 4, acked: 4 }), facts({}))).toMatchObject({ journalBehind: true, pull: true });
+    expect(planResync({ lastSeq: 4, reports: [] }, welcome({ head: 4, acked: 4 }), facts({})).journalBehind).toBe(false);
+  });
+
+  it("takes the welcome exactly as schema/agent-api.ts defines it: the resync fields are required", () => {
+    expect(serverMessage.safeParse({ type: "welcome", agentId: "x", head: 2 }).success).toBe(false);
+    expect(serverMessage.parse({ type: "welcome", agentId: "x", head: 2, acked: 1, applied: [], expecting: ["s"] })).toMatchObject({ acked: 1, expecting: ["s"] });
   });
 });
 
-const cmd = (seq: number, stepIds: string[]): AgentCommand => ({
+const cmd = (seq: number, stepIds: string[]): Command => ({
   seq, type: "deploy", id: `cmd-${seq}`, deploymentId: `dep-${seq}`, agentLostAfterSeconds: 60,
   steps: stepIds.map((stepId, position) => ({ stepId, position, name: stepId, type: "shell" as const, command: "true", timeoutSeconds: null, retry: "never" as const })),
 });

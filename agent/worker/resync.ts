@@ -3,11 +3,9 @@
 // with what the server already applied and which steps' final results it still
 // lacks. planResync decides (pure); applyResync does it against the journal.
 import type { Logger } from "../log.ts";
-import { reportIds } from "../../schema/agent-api.ts";
+import { reportIds, type WelcomeMessage } from "../../schema/agent-api.ts";
 import type { Journal, StepRow } from "./journal.ts";
-import type { AgentWelcome } from "./wire.ts";
-
-export const NO_RECORD_REASON = "agent has no record of this step";
+import { NO_RECORD_REASON } from "./reports.ts";
 
 // What the journal knows of a step the server expects a result for.
 export type StepFact = { state: StepRow["state"]; finishedReportQueued: boolean } | undefined;
@@ -18,12 +16,12 @@ export type ResyncPlan = {
   interrupt: string[]; // steps the journal has no record of: report `interrupted`, never run
   unfinished: string[]; // pending or running here: their report comes when they end
   pull: boolean; // the server holds commands after lastSeq
-  journalBehind: boolean; // the server saw more acknowledged than the journal holds (journal lost or restored)
+  journalBehind: boolean; // the server saw more acknowledged than the journal holds (journal lost or restored; the pull handles it)
 };
 
 export function planResync(
   hello: { lastSeq: number; reports: readonly string[] },
-  welcome: Pick<AgentWelcome, "head" | "acked" | "applied" | "expecting">,
+  welcome: Pick<WelcomeMessage, "head" | "acked" | "applied" | "expecting">,
   facts: ReadonlyMap<string, StepFact>,
 ): ResyncPlan {
   // Only ids this hello named: anything else in `applied` is not ours to judge.
@@ -36,9 +34,9 @@ export function planResync(
     interrupt: [],
     unfinished: [],
     pull: welcome.head > hello.lastSeq,
-    journalBehind: welcome.acked !== null && welcome.acked > hello.lastSeq,
+    journalBehind: welcome.acked > hello.lastSeq,
   };
-  for (const stepId of new Set(welcome.expecting ?? [])) {
+  for (const stepId of new Set(welcome.expecting)) {
     const fact = facts.get(stepId);
     if (fact === undefined) plan.interrupt.push(stepId);
     else if (fact.state === "pending" || fact.state === "running") plan.unfinished.push(stepId);
@@ -53,13 +51,16 @@ export function planResync(
 // onLogResend: a step's output is to be uploaded again (from offset 0).
 export type ResyncDeps = { journal: Journal; log: Logger; onSettled: () => void; onHead: (head: number) => void; onLogResend: (stepId: string) => void };
 
-export async function applyResync(deps: ResyncDeps, hello: { lastSeq: number; reports: readonly string[] }, welcome: AgentWelcome): Promise<ResyncPlan> {
+export async function applyResync(deps: ResyncDeps, hello: { lastSeq: number; reports: readonly string[] }, welcome: WelcomeMessage): Promise<ResyncPlan> {
   const { journal, log } = deps;
-  const facts = await journal.stepFacts([...new Set(welcome.expecting ?? [])]);
+  const facts = await journal.stepFacts([...new Set(welcome.expecting)]);
   const plan = planResync(hello, welcome, facts);
-  if (welcome.acked === null || welcome.expecting === null) log.warn("server's welcome has no resync fields (older server): the whole outbox is re-sent");
   if (plan.journalBehind) {
-    log.error(`server holds commands up to seq ${welcome.acked} as acknowledged but this journal only up to ${hello.lastSeq}: the journal was lost or restored from an older copy`);
+    // Nothing to do here: the pull after lastSeq returns those commands with the same
+    // `acked`, and the command intake ends them as lost instead of running them.
+    log.error(
+      `server holds commands up to seq ${welcome.acked} as acknowledged but this journal only up to ${hello.lastSeq}: the journal was lost or restored from an older copy; those commands will be reported interrupted, not run`,
+    );
   }
   if (plan.deleteApplied.length > 0) {
     await journal.deleteReports(plan.deleteApplied);

@@ -60,7 +60,7 @@ describe("agent protocol", () => {
     ]);
 
     // Pulling with after=1 acknowledges seq 1: nothing new.
-    expect(await pull(agent, 1)).toEqual({ commands: [], head: 1 });
+    expect(await pull(agent, 1)).toEqual({ commands: [], head: 1, acked: 0 });
     await runInDurableObject(stub(agent), (_i: AgentChannel, state) => {
       expect(openLedger(state.storage).ackedSeq()).toBe(1);
     });
@@ -112,6 +112,24 @@ describe("agent protocol", () => {
     expect(view.steps.map((s) => [s.status, s.exitCode])).toEqual([["succeeded", 0], ["failed", 3]]);
   });
 
+  it("§Commands: a pull answers with the acknowledgement held before its own `after` (lost-journal safety)", async () => {
+    const agent = await registerAgent("acked-before");
+    await createDeployment([agent.name]);
+    await createDeployment([agent.name]);
+    expect((await pull(agent, 0)).acked).toBe(0);
+    expect(await pull(agent, 2)).toMatchObject({ commands: [], head: 2, acked: 0 }); // acknowledges 1 and 2
+    expect((await pull(agent, 2)).acked).toBe(2);
+    // A journal lost and started over pulls after=0: it gets both commands back and
+    // learns that the server saw them stored before; the acknowledgement never moves back.
+    const again = await pull(agent, 0);
+    expect(again.commands.map((c) => c.seq)).toEqual([1, 2]);
+    expect(again.acked).toBe(2);
+    expect((await pull(agent, 1)).acked).toBe(2);
+    await runInDurableObject(stub(agent), (_i: AgentChannel, state) => {
+      expect(openLedger(state.storage).ackedSeq()).toBe(2);
+    });
+  });
+
   it("resolves a long-poll pull when a command is enqueued", async () => {
     const agent = await registerAgent("poller");
     const t0 = Date.now();
@@ -127,7 +145,7 @@ describe("agent protocol", () => {
   it("returns an empty answer when a long-poll times out, and 409 beyond head", async () => {
     const agent = await registerAgent("idle");
     const t0 = Date.now();
-    expect(await pull(agent, 0, 1)).toEqual({ commands: [], head: 0 });
+    expect(await pull(agent, 0, 1)).toEqual({ commands: [], head: 0, acked: 0 });
     expect(Date.now() - t0).toBeGreaterThanOrEqual(900);
     const body = await expectError(await agentCall(agent, "/agent/v1/commands?after=5"), 409, /beyond/);
     expect(body.head).toBe(0);

@@ -1,0 +1,101 @@
+// docs/protocol.md §Revoke with real processes: once the server refuses the
+// agent's credential (channel closed 4003, or a 401), the worker exits with
+// EXIT_REVOKED and the monitor stops instead of restarting it, non-zero, saying
+// why. The step that was running is canceled on the server and left alone here.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { EXIT_REVOKED, REVOKED_MESSAGE } from "../../agent/errors.ts";
+import { stepPaths } from "../../agent/steps/shell-step.ts";
+import { sleep, TestServer, waitFor, type Proc } from "../support/local-server.ts";
+
+const server = new TestServer();
+const agents: Proc[] = [];
+const stepGroups: number[] = [];
+
+beforeAll(async () => {
+  await server.start();
+});
+
+afterAll(async () => {
+  for (const a of agents) await a.stop();
+  // A step left running by a failed assertion: its wrapper leads its own process group.
+  for (const g of stepGroups) {
+    try { process.kill(-g, "SIGKILL"); } catch { /* already gone */ }
+  }
+  await server.stop();
+});
+
+const readPid = (file: string) => {
+  try { return Number(readFileSync(file, "utf8").trim()) || null; } catch { return null; }
+};
+const alive = (pid: number) => {
+  try { process.kill(pid, 0); } catch { return false; }
+  try { return !/^[ZX]/.test(readFileSync(`/proc/${pid}/stat`, "latin1").split(") ").pop()!); } catch { return false; }
+};
+const agentId = (home: string): string => JSON.parse(readFileSync(join(home, "settings.json"), "utf8")).agentId;
+const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+
+// The exit code, or "still running" if it has not exited within `ms`.
+const exitWithin = (p: Proc, ms: number) => Promise.race([p.exited, sleep(ms).then(() => "still running" as const)]);
+
+describe("§Revoke", () => {
+  it("the worker and the monitor stop for good within seconds; the running step is canceled on the server and its process left alone", async () => {
+    const name = "revoke-running";
+    const home = await server.registerAgent(name);
+    const agent = server.startAgent(name, home);
+    agents.push(agent);
+    await server.waitAgentOnline(name);
+    const go = join(server.work, "go-revoke");
+    const out = join(server.work, "out-revoke");
+    const r = await server.api("POST", "/api/v1/deployments", {
+      agents: [name],
+      steps: [{ name: "wait", type: "shell", command: `while [ ! -e ${go} ]; do sleep 0.1; done; echo finished > ${out}` }],
+    });
+    expect(r.status, r.text).toBe(201);
+    const dep = r.json.id as string;
+    const stepId = await waitFor(async () => {
+      const s = (await server.api("GET", `/api/v1/deployments/${dep}`)).json?.steps?.[0];
+      return s?.status === "running" ? (s.id as string) : null;
+    }, 30_000, "the step running");
+    const stepPid = await waitFor(async () => readPid(stepPaths(join(home, "steps"), stepId).pidFile), 10_000, "the step's pid file");
+    stepGroups.push(stepPid);
+    const worker = readPid(join(home, "worker.pid"))!;
+
+    const t0 = Date.now();
+    const del = await server.api("DELETE", `/api/v1/agents/${agentId(home)}`);
+    expect(del.status, del.text).toBe(200);
+    expect(await exitWithin(agent, 10_000)).toBe(EXIT_REVOKED);
+    expect(Date.now() - t0).toBeLessThan(5_000);
+    expect(alive(worker)).toBe(false);
+    expect(existsSync(join(home, "worker.pid"))).toBe(false);
+    expect(existsSync(join(home, "monitor.pid"))).toBe(false);
+    const log = readFileSync(agent.logFile, "utf8");
+    // Normally the channel's 4003 close; a request refused 401 first says the same.
+    expect(log).toMatch(new RegExp(`outpost-agent\\[worker\\] ERROR ${escape(REVOKED_MESSAGE)} \\((channel closed by the server: 4003 agent revoked|.*HTTP 401)`));
+    expect(log).toMatch(new RegExp(`outpost-agent\\[monitor\\] ERROR ${escape(REVOKED_MESSAGE)}; worker ${worker} stopped and is not restarted`));
+    expect(log.match(/worker started, pid/g)).toHaveLength(1); // never restarted
+
+    // The server ended the work; the step's process is not touched and its late end reported by no one.
+    const view = await server.waitDeployment(dep, 10_000);
+    expect(view.steps[0]).toMatchObject({ status: "canceled", reason: "agent revoked" });
+    expect(alive(stepPid)).toBe(true);
+    writeFileSync(go, "");
+    await waitFor(async () => existsSync(out) && !alive(stepPid), 10_000, "the step to finish on its own");
+    expect((await server.api("GET", `/api/v1/deployments/${dep}`)).json.steps[0]).toMatchObject({ status: "canceled", reason: "agent revoked" });
+  });
+
+  it("a revoked agent started again is refused (401) and stops at once, non-zero", async () => {
+    const name = "revoke-restart";
+    const home = await server.registerAgent(name);
+    const del = await server.api("DELETE", `/api/v1/agents/${agentId(home)}`);
+    expect(del.status, del.text).toBe(200);
+    const agent = server.startAgent(name, home);
+    agents.push(agent);
+    expect(await exitWithin(agent, 15_000)).toBe(EXIT_REVOKED);
+    const log = readFileSync(agent.logFile, "utf8");
+    expect(log).toMatch(new RegExp(`\\[worker\\] ERROR ${escape(REVOKED_MESSAGE)} \\(.*(401|4003)`));
+    expect(log).toMatch(new RegExp(`\\[monitor\\] ERROR ${escape(REVOKED_MESSAGE)}`));
+    expect(existsSync(join(home, "monitor.pid"))).toBe(false);
+  });
+});
