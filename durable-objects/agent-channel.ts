@@ -1,19 +1,23 @@
 // One AgentChannel per agent: a thin transport shell. It holds the agent's
-// hibernatable WebSocket, answers pulls and report batches from the ledger
-// (ledger.ts), keeps presence, deadlines and revoke (work.ts) and projects into D1
-// (projection.ts). Nothing that matters lives only in memory: the ledger and socket
-// attachments survive hibernation; the in-memory fields below are per-request plumbing.
+// hibernatable WebSocket and answers pulls and report batches from the ledger
+// (ledger.ts); the rest is plain logic it calls: deadlines and revoke (work.ts), the
+// D1 projection (projection-drain.ts), presence (presence.ts), self-dispatch
+// (self-dispatch.ts) and the one alarm (alarm-schedule.ts). Nothing that matters lives
+// only in memory: the ledger and socket attachments survive hibernation; the in-memory
+// state is per-request plumbing.
 import { DurableObject } from "cloudflare:workers";
 import { agentMessage, commandBody, pullQuery, reportsRequest, type CommandBody, type PullResponse, type ServerMessage } from "../schema/agent-api.ts";
 import { describeZodError } from "../schema/errors.ts";
 import { HEARTBEAT_PING, HEARTBEAT_PONG, LIMITS, TIMING } from "../schema/limits.ts";
-import { deployCommand, markDispatched, undispatchedTargets } from "../worker/deployments/dispatch.ts";
 import type { Env } from "../worker/env.ts";
 import { errorResponse, json } from "../worker/http-errors.ts";
+import { openAlarmSchedule, type AlarmSchedule } from "./alarm-schedule.ts";
 import { migrateLedger, openLedger, type Ledger } from "./ledger.ts";
-import { projectJobs, setPresence } from "./projection.ts";
-import { parseOfflineAfterMs, projectionBackoffMs, splitByLiveness } from "./rules.ts";
-import { CLOSE, closeQuietly, send, WS_OPEN, type Attachment } from "./sockets.ts";
+import { openPresence, type Presence } from "./presence.ts";
+import { openProjectionDrain, type ProjectionDrain } from "./projection-drain.ts";
+import { parseOfflineAfterMs } from "./rules.ts";
+import { dispatchFromD1 } from "./self-dispatch.ts";
+import { CLOSE, closeQuietly, greetedSockets, openSockets, send, type Attachment } from "./sockets.ts";
 import { openWork, type Work } from "./work.ts";
 
 export const AGENT_ID_HEADER = "X-Outpost-Agent-Id";
@@ -21,22 +25,44 @@ export const AGENT_ID_HEADER = "X-Outpost-Agent-Id";
 // A report batch waits this long for its projection before being answered; the
 // projection itself carries on (and is retried by the alarm if it fails).
 const PROJECTION_WAIT_MS = 2000;
-// docs/protocol.md §Dispatch: a target still undispatched after this long is picked up by the DO itself.
-export const SELF_DISPATCH_AFTER_MS = 5000;
+
+// Read at call time, never captured: the tests move Date.now to fake the clock.
+const clock = () => Date.now();
 
 export type ChannelStatus = { connected: boolean; head: number; acked: number; openCommands: number; pendingProjections: number };
 
 export class AgentChannel extends DurableObject<Env> {
   private readonly ledger: Ledger;
   private readonly work: Work;
+  private readonly alarms: AlarmSchedule;
+  private readonly projection: ProjectionDrain;
+  private readonly presence: Presence;
   private readonly pullWaiters = new Set<() => void>();
-  private draining: Promise<void> | null = null;
-  private drainAgain = false;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.ledger = openLedger(ctx.storage);
     this.work = openWork(ctx.storage);
+    const offlineAfterMs = () => this.offlineAfterMs();
+    this.alarms = openAlarmSchedule({
+      storage: ctx.storage,
+      ledger: this.ledger,
+      work: this.work,
+      hasOpenSocket: () => openSockets(ctx.getWebSockets()).length > 0,
+      offlineAfterMs,
+      now: clock,
+    });
+    this.projection = openProjectionDrain({ ledger: this.ledger, db: env.DB, retryNoLaterThan: (at) => this.alarms.noLaterThan(at), now: clock });
+    this.presence = openPresence({
+      sockets: ctx,
+      db: env.DB,
+      ledger: this.ledger,
+      work: this.work,
+      alarm: this.alarms,
+      offlineAfterMs,
+      dispatchFromD1: (agentId, now) => this.dispatchFromD1(agentId, now),
+      now: clock,
+    });
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(HEARTBEAT_PING, HEARTBEAT_PONG));
     void ctx.blockConcurrencyWhile(() => migrateLedger(ctx.storage));
   }
@@ -47,8 +73,8 @@ export class AgentChannel extends DurableObject<Env> {
   async enqueue(agentId: string, body: CommandBody): Promise<{ seq: number; created: boolean }> {
     this.ledger.bindAgent(agentId);
     const result = this.store(commandBody.parse(body), Date.now());
-    await this.scheduleNextAlarm();
-    if (this.ledger.outboxStats().pending > 0) this.ctx.waitUntil(this.drain());
+    await this.alarms.scheduleNext();
+    if (this.ledger.outboxStats().pending > 0) this.ctx.waitUntil(this.projection.drain());
     return result;
   }
 
@@ -58,8 +84,8 @@ export class AgentChannel extends DurableObject<Env> {
     const revokedAt = this.work.revoke(Date.now());
     for (const ws of this.ctx.getWebSockets()) closeQuietly(ws, CLOSE.revoked, "agent revoked");
     for (const wake of [...this.pullWaiters]) wake();
-    await this.drain();
-    await this.scheduleNextAlarm();
+    await this.projection.drain();
+    await this.alarms.scheduleNext();
     return { revokedAt };
   }
 
@@ -67,7 +93,7 @@ export class AgentChannel extends DurableObject<Env> {
   async status(agentId: string): Promise<ChannelStatus> {
     this.ledger.bindAgent(agentId);
     return {
-      connected: this.greetedSockets().length > 0,
+      connected: this.connected(),
       head: this.ledger.head(),
       acked: this.ledger.ackedSeq(),
       openCommands: this.ledger.openCommands(),
@@ -115,7 +141,7 @@ export class AgentChannel extends DurableObject<Env> {
     this.ctx.acceptWebSocket(server);
     const now = Date.now();
     server.serializeAttachment({ connectedAt: now, seenAt: now, hello: false, version: null } satisfies Attachment);
-    await this.alarmNoLaterThan(now + this.offlineAfterMs());
+    await this.alarms.noLaterThan(now + this.offlineAfterMs());
     return new Response(null, { status: 101, webSocket: client });
   }
 
@@ -157,7 +183,7 @@ export class AgentChannel extends DurableObject<Env> {
     }
     const { acked, applied } = this.ledger.applyReports(reports, Date.now());
     if (applied.length > 0) {
-      const drained = this.drain();
+      const drained = this.projection.drain();
       let timer: ReturnType<typeof setTimeout> | undefined;
       await Promise.race([drained, new Promise<void>((r) => (timer = setTimeout(r, PROJECTION_WAIT_MS)))]);
       if (timer !== undefined) clearTimeout(timer);
@@ -190,13 +216,9 @@ export class AgentChannel extends DurableObject<Env> {
     ws.serializeAttachment({ ...att, seenAt: now, hello: true, version: hello.version } satisfies Attachment);
     this.work.wentOnline();
     send(ws, this.welcome(agentId, hello.lastSeq, hello.reports));
-    try {
-      await setPresence(this.env.DB, agentId, { status: "online", lastSeenAt: now, version: hello.version });
-    } catch (e) {
-      console.error(`AgentChannel ${agentId}: could not record presence online:`, e);
-    }
+    await this.presence.recordOnline(agentId, now, hello.version);
     await this.dispatchFromD1(agentId, now);
-    await this.scheduleNextAlarm();
+    await this.alarms.scheduleNext();
   }
 
   // docs/protocol.md §Resync. hello.lastSeq is durable on the agent, so it acknowledges
@@ -217,23 +239,23 @@ export class AgentChannel extends DurableObject<Env> {
   async webSocketClose(ws: WebSocket, code: number, reason: string): Promise<void> {
     // The hibernation API leaves the closing handshake to us.
     closeQuietly(ws, code === 1005 || code === 1006 || code === 1015 ? 1000 : code, reason);
-    await this.markOfflineUnlessConnected(ws);
+    await this.presence.markOfflineUnlessConnected(ws);
   }
 
   async webSocketError(ws: WebSocket, error: unknown): Promise<void> {
     console.error(`AgentChannel ${this.ledger.agentId()}: WebSocket error:`, error);
     closeQuietly(ws, CLOSE.internal, "socket error");
-    await this.markOfflineUnlessConnected(ws);
+    await this.presence.markOfflineUnlessConnected(ws);
   }
 
   // ---- Alarm: projection retries, presence sweep, self-dispatch, agent-lost deadlines ----
 
   async alarm(): Promise<void> {
-    if (this.ledger.outboxStats().pending > 0) await this.drain();
+    if (this.ledger.outboxStats().pending > 0) await this.projection.drain();
     const now = Date.now();
-    await this.sweepPresence(now);
-    if (this.greetedSockets().length === 0 && this.work.takeDueAgentLost(now) > 0) await this.drain();
-    await this.scheduleNextAlarm(true);
+    await this.presence.sweep(now);
+    if (!this.connected() && this.work.takeDueAgentLost(now) > 0) await this.projection.drain();
+    await this.alarms.scheduleNext(true);
   }
 
   // ---- internals ----
@@ -246,44 +268,25 @@ export class AgentChannel extends DurableObject<Env> {
       this.work.revoke(now);
       return result;
     }
-    if (this.greetedSockets().length === 0) this.work.commandWhileOffline(result.seq, now, command.agentLostAfterSeconds);
+    if (!this.connected()) this.work.commandWhileOffline(result.seq, now, command.agentLostAfterSeconds);
     this.announce(this.ledger.head());
     return result;
   }
 
-  // docs/protocol.md §Dispatch: dispatch must not hang on the cron alone.
-  private async dispatchFromD1(agentId: string, now: number): Promise<void> {
-    let targets;
-    try {
-      targets = await undispatchedTargets(this.env, { agentId, createdBefore: now - SELF_DISPATCH_AFTER_MS }, 20);
-    } catch (e) {
-      console.error(`AgentChannel ${agentId}: looking up undispatched targets failed (next alarm retries):`, e);
-      return;
-    }
-    for (const t of targets) {
-      this.store(deployCommand(t), Date.now());
-      try {
-        await markDispatched(this.env, t, Date.now());
-      } catch (e) {
-        console.error(`AgentChannel ${agentId}: stored ${t.commandId} but could not mark it dispatched (harmless repeat later):`, e);
-      }
-    }
+  private dispatchFromD1(agentId: string, now: number): Promise<void> {
+    return dispatchFromD1({ env: this.env, store: (command, at) => this.store(command, at), now: clock }, agentId, now);
   }
 
   private offlineAfterMs(): number {
     return parseOfflineAfterMs(this.env.OUTPOST_OFFLINE_AFTER_MS, TIMING.offlineAfterMs);
   }
 
-  private openSockets(except?: WebSocket): WebSocket[] {
-    return this.ctx.getWebSockets().filter((ws) => ws !== except && ws.readyState === WS_OPEN);
-  }
-
-  private greetedSockets(except?: WebSocket): WebSocket[] {
-    return this.openSockets(except).filter((ws) => (ws.deserializeAttachment() as Attachment | null)?.hello === true);
+  private connected(): boolean {
+    return greetedSockets(this.ctx.getWebSockets()).length > 0;
   }
 
   private announce(head: number): void {
-    for (const ws of this.openSockets()) send(ws, { type: "commands", head });
+    for (const ws of openSockets(this.ctx.getWebSockets())) send(ws, { type: "commands", head });
     for (const wake of [...this.pullWaiters]) wake();
   }
 
@@ -297,102 +300,5 @@ export class AgentChannel extends DurableObject<Env> {
       const timer = setTimeout(done, ms);
       this.pullWaiters.add(done);
     });
-  }
-
-  // One projection loop at a time; reports arriving meanwhile ride along.
-  private drain(): Promise<void> {
-    if (this.draining) {
-      this.drainAgain = true;
-      return this.draining;
-    }
-    this.draining = (async () => {
-      try {
-        do {
-          this.drainAgain = false;
-          if (!(await this.projectOutbox())) break;
-        } while (this.drainAgain);
-      } finally {
-        this.draining = null;
-      }
-    })();
-    return this.draining;
-  }
-
-  // Returns false when D1 refused: the rows stay, with the error, for the alarm to retry.
-  private async projectOutbox(): Promise<boolean> {
-    const agentId = this.ledger.agentId();
-    if (!agentId) return true;
-    for (;;) {
-      const rows = this.ledger.outbox();
-      if (rows.length === 0) return true;
-      const ids = rows.map((r) => r.reportId);
-      try {
-        await projectJobs(this.env.DB, agentId, rows.map((r) => r.job), Date.now());
-      } catch (e) {
-        const message = e instanceof Error ? e.message : String(e);
-        console.error(`AgentChannel ${agentId}: projecting ${ids.length} job(s) to D1 failed (will retry):`, e);
-        this.ledger.markProjectionFailed(ids, message);
-        await this.alarmNoLaterThan(Date.now() + projectionBackoffMs(this.ledger.outboxStats().maxAttempts));
-        return false;
-      }
-      this.ledger.markProjected(ids);
-    }
-  }
-
-  private async sweepPresence(now: number): Promise<void> {
-    const agentId = this.ledger.agentId();
-    if (!agentId) return;
-    const sockets = this.openSockets().map((ws) => {
-      const att = ws.deserializeAttachment() as Attachment;
-      const pinged = this.ctx.getWebSocketAutoResponseTimestamp(ws)?.getTime() ?? 0;
-      return { ws, hello: att.hello, lastSeenAt: Math.max(att.seenAt, pinged) };
-    });
-    const { alive, dead } = splitByLiveness(sockets, now, this.offlineAfterMs());
-    for (const s of dead) closeQuietly(s.ws, CLOSE.noHeartbeat, "no heartbeat");
-    const greeted = alive.filter((s) => s.hello);
-    try {
-      if (greeted.length > 0) {
-        await setPresence(this.env.DB, agentId, { status: "online", lastSeenAt: Math.max(...greeted.map((s) => s.lastSeenAt)) });
-        await this.dispatchFromD1(agentId, now);
-      } else if (this.work.presence().online || dead.length > 0) {
-        // Also covers sockets that vanished with an evicted object (no close event ever came).
-        this.work.wentOffline(now);
-        const seen = dead.length > 0 ? Math.max(...dead.map((s) => s.lastSeenAt)) : now;
-        await setPresence(this.env.DB, agentId, { status: "offline", lastSeenAt: seen });
-      }
-    } catch (e) {
-      console.error(`AgentChannel ${agentId}: presence sweep could not update D1:`, e);
-    }
-  }
-
-  private async markOfflineUnlessConnected(closed: WebSocket): Promise<void> {
-    const agentId = this.ledger.agentId();
-    if (!agentId || this.greetedSockets(closed).length > 0) return;
-    this.work.wentOffline(Date.now());
-    await this.scheduleNextAlarm();
-    try {
-      await setPresence(this.env.DB, agentId, { status: "offline", lastSeenAt: Date.now() });
-    } catch (e) {
-      console.error(`AgentChannel ${agentId}: could not record presence offline:`, e);
-    }
-  }
-
-  // From alarm(): sets the next wake-up. Elsewhere: only ever brings the alarm forward.
-  private async scheduleNextAlarm(fromAlarm = false): Promise<void> {
-    const now = Date.now();
-    const due: number[] = [];
-    const outbox = this.ledger.outboxStats();
-    if (outbox.pending > 0) due.push(now + projectionBackoffMs(outbox.maxAttempts));
-    if (this.openSockets().length > 0 || this.work.presence().online) due.push(now + this.offlineAfterMs());
-    const deadline = this.work.nextDueAt();
-    if (deadline !== null) due.push(Math.max(deadline, now));
-    if (due.length === 0) return;
-    if (fromAlarm) await this.ctx.storage.setAlarm(Math.min(...due));
-    else await this.alarmNoLaterThan(Math.min(...due));
-  }
-
-  private async alarmNoLaterThan(at: number): Promise<void> {
-    const current = await this.ctx.storage.getAlarm();
-    if (current === null || current > at) await this.ctx.storage.setAlarm(at);
   }
 }

@@ -1,4 +1,4 @@
-// WebSocket plumbing of the AgentChannel: attachment shape, safe send/close.
+// WebSocket plumbing of the AgentChannel: attachment shape, which sockets count, safe send/close.
 import type { ServerMessage } from "../schema/agent-api.ts";
 
 // Survives hibernation with the socket; ids and times only.
@@ -7,6 +7,16 @@ export type Attachment = { connectedAt: number; seenAt: number; hello: boolean; 
 export const WS_OPEN = 1;
 const WS_CLOSED = 3;
 export { CLOSE } from "../schema/agent-api.ts"; // the agent reads them too: defined once
+
+// `except`: the socket whose close or error is being handled never counts, whatever its readyState says.
+export function openSockets(sockets: readonly WebSocket[], except?: WebSocket): WebSocket[] {
+  return sockets.filter((ws) => ws !== except && ws.readyState === WS_OPEN);
+}
+
+// Only a socket the agent said hello on makes it connected (presence, agent-lost).
+export function greetedSockets(sockets: readonly WebSocket[], except?: WebSocket): WebSocket[] {
+  return openSockets(sockets, except).filter((ws) => (ws.deserializeAttachment() as Attachment | null)?.hello === true);
+}
 
 export function send(ws: WebSocket, message: ServerMessage): void {
   try {

@@ -1,5 +1,6 @@
 // The chaos suite's checks: each a pass/fail with details, computed from what the run collected.
-import { channelSynced, type RunData } from "./orchestrator.ts";
+import { channelSynced } from "./collect.ts";
+import type { RunData } from "./orchestrator.ts";
 import { FAULT_KINDS } from "./schedule.ts";
 
 export type Check = { name: string; pass: boolean; details: string[] };

@@ -1,0 +1,45 @@
+// The channel's one alarm serves everything that must happen without a request:
+// projection retries (with backoff), the presence sweep while a socket is open or the
+// agent still counts as online, and the earliest agent-lost deadline. One alarm per
+// Durable Object is all the runtime offers, so every wish goes through here.
+import type { Ledger } from "./ledger.ts";
+import { projectionBackoffMs } from "./rules.ts";
+import type { Work } from "./work.ts";
+
+export type AlarmSchedule = ReturnType<typeof openAlarmSchedule>;
+
+export function openAlarmSchedule(deps: {
+  storage: DurableObjectStorage;
+  ledger: Ledger;
+  work: Work;
+  hasOpenSocket: () => boolean;
+  offlineAfterMs: () => number;
+  now: () => number;
+}) {
+  const { storage, ledger, work, hasOpenSocket, offlineAfterMs, now: clock } = deps;
+
+  // Never pushes the alarm back: an earlier wish (another due time) must still fire.
+  const noLaterThan = async (at: number): Promise<void> => {
+    const current = await storage.getAlarm();
+    if (current === null || current > at) await storage.setAlarm(at);
+  };
+
+  return {
+    noLaterThan,
+
+    // From alarm(): sets the next wake-up (the one that fired is spent). Elsewhere: only
+    // ever brings the alarm forward.
+    async scheduleNext(fromAlarm = false): Promise<void> {
+      const now = clock();
+      const due: number[] = [];
+      const outbox = ledger.outboxStats();
+      if (outbox.pending > 0) due.push(now + projectionBackoffMs(outbox.maxAttempts));
+      if (hasOpenSocket() || work.presence().online) due.push(now + offlineAfterMs());
+      const deadline = work.nextDueAt();
+      if (deadline !== null) due.push(Math.max(deadline, now));
+      if (due.length === 0) return;
+      if (fromAlarm) await storage.setAlarm(Math.min(...due));
+      else await noLaterThan(Math.min(...due));
+    },
+  };
+}

@@ -1,0 +1,36 @@
+// docs/protocol.md §Dispatch: dispatch must not hang on the cron alone. The agent's own
+// channel stores the targets D1 still shows undispatched, on hello and from the presence
+// sweep while the agent is connected. A target younger than SELF_DISPATCH_AFTER_MS is
+// left alone: its first dispatch may still be on its way.
+import type { CommandBody } from "../schema/agent-api.ts";
+import { deployCommand, markDispatched, undispatchedTargets } from "../worker/deployments/dispatch.ts";
+import type { Env } from "../worker/env.ts";
+
+const SELF_DISPATCH_AFTER_MS = 5000;
+
+export type SelfDispatchDeps = {
+  env: Env;
+  // The channel's own store: idempotent by command id, announces to the agent.
+  store: (command: CommandBody, now: number) => unknown;
+  now: () => number;
+};
+
+// A failed lookup is only logged: the next alarm (or hello) tries again.
+export async function dispatchFromD1(deps: SelfDispatchDeps, agentId: string, now: number): Promise<void> {
+  const { env, store, now: clock } = deps;
+  let targets;
+  try {
+    targets = await undispatchedTargets(env, { agentId, createdBefore: now - SELF_DISPATCH_AFTER_MS }, 20);
+  } catch (e) {
+    console.error(`AgentChannel ${agentId}: looking up undispatched targets failed (next alarm retries):`, e);
+    return;
+  }
+  for (const t of targets) {
+    store(deployCommand(t), clock());
+    try {
+      await markDispatched(env, t, clock());
+    } catch (e) {
+      console.error(`AgentChannel ${agentId}: stored ${t.commandId} but could not mark it dispatched (harmless repeat later):`, e);
+    }
+  }
+}

@@ -1,0 +1,45 @@
+// HTTP from the chaos run to the server, as the admin.
+import { sleep, type TestServer } from "../support/local-server.ts";
+
+export type Http = { status: number; json: any; text: string };
+
+export class ApiClient {
+  readonly #server: TestServer;
+
+  constructor(server: TestServer) {
+    this.#server = server;
+  }
+
+  // `base`: the server itself or the API fault proxy in front of it.
+  async http(base: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}, timeoutMs = 10_000): Promise<Http> {
+    const r = await fetch(base + path, {
+      method,
+      headers: { authorization: `Bearer ${this.#server.adminToken}`, ...(body === undefined ? {} : { "content-type": "application/json" }), ...headers },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+    const text = await r.text();
+    let json: any;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      json = undefined;
+    }
+    return { status: r.status, json, text };
+  }
+
+  // A read straight to the server, retried through restarts (network errors, 5xx) until `ms`.
+  async get(path: string, ms = 60_000): Promise<Http> {
+    const t0 = Date.now();
+    for (;;) {
+      try {
+        const r = await this.http(this.#server.base, "GET", path);
+        if (r.status < 500) return r;
+        if (Date.now() - t0 > ms) return r;
+      } catch (e) {
+        if (Date.now() - t0 > ms) throw e;
+      }
+      await sleep(500);
+    }
+  }
+}

@@ -1,0 +1,203 @@
+// Injects the scheduled faults (schedule.ts) into the running system, counts what was
+// injected and what could not be, and heals everything at the end of the fault phase.
+import { join } from "node:path";
+import { sleep, type TestServer } from "../support/local-server.ts";
+import { alive, readPid, type AgentFleet } from "./agent-fleet.ts";
+import type { ApiClient } from "./api-client.ts";
+import type { FaultProxy } from "./fault-proxy.ts";
+import { FAULT_KINDS, type FaultKindName, type ScheduledFault } from "./schedule.ts";
+
+export type FaultTally = Record<FaultKindName, { injected: number; notInjected: number; reasons: string[] }>;
+
+export class FaultInjector {
+  readonly tally = Object.fromEntries(FAULT_KINDS.map((k) => [k, { injected: 0, notInjected: 0, reasons: [] as string[] }])) as FaultTally;
+  lastFaultAt = 0;
+  readonly #server: TestServer;
+  readonly #proxy: FaultProxy;
+  readonly #apiProxy: FaultProxy;
+  readonly #api: ApiClient;
+  readonly #fleet: AgentFleet;
+  readonly #log: (msg: string) => void;
+  readonly #anomaly: (what: string) => void;
+  #stopped = false;
+  #timers = new Set<NodeJS.Timeout>();
+  #serverBusy: Promise<void> | null = null;
+
+  constructor(opts: {
+    server: TestServer;
+    proxy: FaultProxy;
+    apiProxy: FaultProxy;
+    api: ApiClient;
+    fleet: AgentFleet;
+    log: (msg: string) => void;
+    anomaly: (what: string) => void;
+  }) {
+    this.#server = opts.server;
+    this.#proxy = opts.proxy;
+    this.#apiProxy = opts.apiProxy;
+    this.#api = opts.api;
+    this.#fleet = opts.fleet;
+    this.#log = opts.log;
+    this.#anomaly = opts.anomaly;
+  }
+
+  // True during the heal and after cleanup: no fault fires, agents stopping is expected.
+  get stopped(): boolean {
+    return this.#stopped;
+  }
+
+  async injectAll(schedule: ScheduledFault[], startedAt: number, faultSeconds: number): Promise<void> {
+    for (const f of schedule) {
+      const due = startedAt + f.at;
+      if (Date.now() < due) await sleep(due - Date.now());
+      if (this.#stopped) return;
+      let outcome: string | true = "";
+      for (let attempt = 0; attempt < 8; attempt++) {
+        try {
+          outcome = await this.#inject(f);
+        } catch (e: any) {
+          outcome = `error: ${e?.message ?? e}`;
+        }
+        if (outcome === true || outcome.startsWith("unsupported")) break;
+        await sleep(1_000);
+      }
+      const t = this.tally[f.kind];
+      if (outcome === true) {
+        t.injected++;
+        this.lastFaultAt = Date.now();
+      } else {
+        t.notInjected++;
+        if (t.reasons.length < 5) t.reasons.push(outcome);
+        this.#log(`fault ${f.kind} NOT injected: ${outcome}`);
+      }
+    }
+    const end = startedAt + faultSeconds * 1000;
+    if (Date.now() < end) await sleep(end - Date.now());
+  }
+
+  async heal(): Promise<void> {
+    this.#stopped = true;
+    for (const t of this.#timers) clearTimeout(t);
+    this.#timers.clear();
+    this.#proxy.heal();
+    this.#apiProxy.heal();
+    // A server kill/restart still in flight must finish first; if it failed, the check below restarts the server.
+    if (this.#serverBusy) await this.#serverBusy.catch((e) => this.#log(`server restart in flight failed (heal restarts it): ${e instanceof Error ? e.message : e}`));
+    const server = this.#server;
+    if (!server.proc || server.proc.child.exitCode !== null || server.proc.child.signalCode !== null) {
+      this.#anomaly("server not running at heal time; starting it");
+      await server.start();
+    }
+    this.#fleet.relaunchStopped();
+    this.#stopped = false; // from here an agent exiting by itself is an anomaly again
+  }
+
+  // For cleanup: nothing fires any more; the caller then kills agents, server and proxies.
+  stop(): void {
+    this.#stopped = true;
+    for (const t of this.#timers) clearTimeout(t);
+  }
+
+  #later(ms: number, fn: () => void): void {
+    const t = setTimeout(() => {
+      this.#timers.delete(t);
+      fn();
+    }, ms);
+    this.#timers.add(t);
+  }
+
+  // Returns true when injected, else why not.
+  async #inject(f: ScheduledFault): Promise<true | string> {
+    const agent = this.#fleet.agents[f.agent];
+    const proxy = this.#proxy;
+    const note = (what: string) => this.#log(`fault ${f.kind}: ${what}`);
+    switch (f.kind) {
+      // a fault that hit no connection does not count: it is tried again a little later
+      case "proxy-cut-all": {
+        if (proxy.openConnections === 0) return "no open agent connection";
+        note(`${proxy.cutAll()} connection(s) reset`);
+        return true;
+      }
+      case "proxy-cut-share": {
+        const open = proxy.openConnections;
+        if (open === 0) return "no open agent connection";
+        const n = proxy.cutShare(f.share);
+        if (n === 0) return "the random share hit no connection";
+        note(`${n} of ${open} connection(s) reset (share ${f.share.toFixed(2)})`);
+        return true;
+      }
+      case "proxy-stall": {
+        if (proxy.openConnections === 0) return "no open agent connection";
+        note(`${proxy.stall(f.ms)} connection(s) stalled for ${f.ms} ms`);
+        return true;
+      }
+      case "proxy-half-open": {
+        if (proxy.openConnections === 0) return "no open agent connection";
+        const n = proxy.halfOpen(Math.max(f.share, 1 / proxy.openConnections));
+        if (n === 0) return "the random share hit no connection";
+        this.#later(f.ms, () => proxy.cutHalfOpen());
+        note(`${n} connection(s) half-open for ${f.ms} ms, then cut`);
+        return true;
+      }
+      case "proxy-blackhole":
+        proxy.blackhole(f.ms);
+        note(`new connections refused for ${f.ms} ms`);
+        return true;
+      case "proxy-ws-block":
+        note(`WebSocket upgrades blocked for ${f.ms} ms (${proxy.blockWebSockets(f.ms)} open WebSocket(s) reset)`);
+        return true;
+      case "api-cut": {
+        if (this.#apiProxy.openConnections === 0) return "no open management API connection";
+        note(`${this.#apiProxy.cutAll()} management API connection(s) reset`);
+        return true;
+      }
+      case "worker-kill": {
+        if (agent.down) return `agent ${agent.name} is down`;
+        const pid = readPid(join(agent.home, "worker.pid"));
+        if (!pid || !alive(pid)) return `no live worker for ${agent.name}`;
+        process.kill(pid, "SIGKILL");
+        note(`kill -9 worker ${pid} of ${agent.name}`);
+        return true;
+      }
+      case "monitor-kill": {
+        if (agent.down || !agent.proc) return `agent ${agent.name} is already down`;
+        const monitor = readPid(join(agent.home, "monitor.pid"));
+        const worker = readPid(join(agent.home, "worker.pid"));
+        agent.down = true;
+        for (const pid of [monitor, worker]) if (pid && alive(pid)) process.kill(pid, "SIGKILL");
+        try {
+          process.kill(-agent.proc.pid, "SIGKILL"); // whatever else ran in the launcher's group (not the steps: own groups)
+        } catch { /* gone */ }
+        note(`kill -9 monitor ${monitor} and worker ${worker} of ${agent.name}; run again in ${f.ms} ms`);
+        agent.restartTimer = setTimeout(() => {
+          agent.restartTimer = null;
+          if (!this.#stopped && agent.down) this.#fleet.launch(agent);
+        }, f.ms);
+        return true;
+      }
+      case "server-kill": {
+        if (this.#serverBusy) await this.#serverBusy;
+        const t0 = Date.now();
+        this.#serverBusy = (async () => {
+          await this.#server.stop("SIGKILL");
+          await sleep(f.ms);
+          await this.#server.start();
+        })();
+        try {
+          await this.#serverBusy;
+        } finally {
+          this.#serverBusy = null;
+        }
+        note(`kill -9 of the server, down ${f.ms} ms, back after ${Date.now() - t0} ms`);
+        return true;
+      }
+      case "do-evict": {
+        const r = await this.#api.http(this.#server.base, "POST", `/api/v1/test-hooks/agents/${agent.id}/evict`, {});
+        if (r.status === 404 || r.status === 405) return `unsupported: POST /api/v1/test-hooks/agents/:id/evict answered ${r.status} ${r.text.slice(0, 120)}`;
+        if (r.status >= 300) return `evict answered ${r.status} ${r.text.slice(0, 200)}`;
+        note(`Durable Object of ${agent.name} evicted`);
+        return true;
+      }
+    }
+  }
+}
