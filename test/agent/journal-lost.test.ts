@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { stepPaths } from "../../agent/steps/shell-step.ts";
 import { NO_RECORD_REASON } from "../../agent/worker/reports.ts";
 import { TestServer, waitFor, type Proc } from "../support/local-server.ts";
+import { readPid, isRunning as alive } from "../support/pids.ts";
 
 const server = new TestServer();
 const agents: Proc[] = [];
@@ -27,13 +28,6 @@ afterAll(async () => {
   await server.stop();
 });
 
-const readPid = (file: string) => {
-  try { return Number(readFileSync(file, "utf8").trim()) || null; } catch { return null; }
-};
-const alive = (pid: number) => {
-  try { process.kill(pid, 0); } catch { return false; }
-  try { return !/^[ZX]/.test(readFileSync(`/proc/${pid}/stat`, "latin1").split(") ").pop()!); } catch { return false; }
-};
 const lines = (file: string) => (existsSync(file) ? readFileSync(file, "utf8").split("\n").filter(Boolean) : []);
 const agentId = (home: string): string => JSON.parse(readFileSync(join(home, "settings.json"), "utf8")).agentId;
 

@@ -7,6 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort, projectRoot, waitFor } from "../support/local-server.ts";
+import { isRunning as alive } from "../support/pids.ts";
 
 const bin = join(projectRoot, "agent/bin/outpost-agent.mjs");
 const groups: number[] = [];
@@ -41,10 +42,6 @@ function startMonitor(home: string): { child: ChildProcess; exited: Promise<numb
 
 const pidIn = (file: string): number | null => {
   try { return Number(readFileSync(file, "utf8").trim()) || null; } catch { return null; }
-};
-const alive = (pid: number) => {
-  try { process.kill(pid, 0); } catch { return false; }
-  try { return !/^[ZX]/.test(readFileSync(`/proc/${pid}/stat`, "latin1").split(") ").pop()!); } catch { return false; }
 };
 
 describe("monitor", () => {

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { projectRoot, startProc, TestServer, waitFor, type Proc } from "../support/local-server.ts";
+import { readPid } from "../support/pids.ts";
 
 const server = new TestServer();
 const NAME = "outage-agent";
@@ -38,9 +39,6 @@ afterAll(async () => {
   }
 });
 
-const readPid = (file: string) => {
-  try { return Number(readFileSync(file, "utf8").trim()) || null; } catch { return null; }
-};
 const lines = (file: string) => (existsSync(file) ? readFileSync(file, "utf8").split("\n").filter(Boolean) : []);
 const file = (name: string) => join(server.work, `${name}-${Math.random().toString(36).slice(2)}`);
 

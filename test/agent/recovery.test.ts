@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { TestServer, waitFor, type Proc } from "../support/local-server.ts";
+import { readPid, isRunning as alive } from "../support/pids.ts";
 
 const server = new TestServer();
 let home: string;
@@ -25,13 +26,6 @@ afterAll(async () => {
   await server.stop();
 });
 
-const readPid = (file: string) => {
-  try { return Number(readFileSync(file, "utf8").trim()) || null; } catch { return null; }
-};
-const alive = (pid: number) => {
-  try { process.kill(pid, 0); } catch { return false; }
-  try { return !/^[ZX]/.test(readFileSync(`/proc/${pid}/stat`, "latin1").split(") ").pop()!); } catch { return false; }
-};
 const marker = (name: string) => join(server.work, `${name}-${Math.random().toString(36).slice(2)}`);
 
 async function deploy(steps: object[]): Promise<string> {

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { EXIT_REVOKED, REVOKED_MESSAGE } from "../../agent/errors.ts";
 import { stepPaths } from "../../agent/steps/shell-step.ts";
 import { sleep, TestServer, waitFor, type Proc } from "../support/local-server.ts";
+import { readPid, isRunning as alive } from "../support/pids.ts";
 
 const server = new TestServer();
 const agents: Proc[] = [];
@@ -26,13 +27,6 @@ afterAll(async () => {
   await server.stop();
 });
 
-const readPid = (file: string) => {
-  try { return Number(readFileSync(file, "utf8").trim()) || null; } catch { return null; }
-};
-const alive = (pid: number) => {
-  try { process.kill(pid, 0); } catch { return false; }
-  try { return !/^[ZX]/.test(readFileSync(`/proc/${pid}/stat`, "latin1").split(") ").pop()!); } catch { return false; }
-};
 const agentId = (home: string): string => JSON.parse(readFileSync(join(home, "settings.json"), "utf8")).agentId;
 const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 

@@ -4,6 +4,7 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Proc, TestServer } from "../support/local-server.ts";
+import { readPid } from "../support/pids.ts";
 
 export type AgentState = { name: string; id: string; home: string; proc: Proc | null; down: boolean; restartTimer: NodeJS.Timeout | null; starts: number };
 
@@ -79,28 +80,10 @@ export function killStepGroups(home: string): void {
   if (!existsSync(steps)) return;
   for (const d of readdirSync(steps)) {
     const pid = readPid(join(steps, d, "pid"));
-    if (pid && pid > 1) {
+    if (pid && pid > 1) { // never kill(-1): that would signal every process we may signal
       try {
         process.kill(-pid, "SIGKILL");
       } catch { /* ended */ }
     }
-  }
-}
-
-export function readPid(file: string): number | null {
-  try {
-    const n = Number.parseInt(readFileSync(file, "utf8").trim(), 10);
-    return Number.isInteger(n) && n > 1 ? n : null;
-  } catch {
-    return null;
-  }
-}
-
-export function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
   }
 }

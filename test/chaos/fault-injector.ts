@@ -2,7 +2,8 @@
 // injected and what could not be, and heals everything at the end of the fault phase.
 import { join } from "node:path";
 import { sleep, type TestServer } from "../support/local-server.ts";
-import { alive, readPid, type AgentFleet } from "./agent-fleet.ts";
+import type { AgentFleet } from "./agent-fleet.ts";
+import { isRunning as alive, readPid } from "../support/pids.ts";
 import type { ApiClient } from "./api-client.ts";
 import type { FaultProxy } from "./fault-proxy.ts";
 import { FAULT_KINDS, type FaultKindName, type ScheduledFault } from "./schedule.ts";
