@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { stepPaths } from "../../agent/steps/shell-step.ts";
 import { NO_RECORD_REASON } from "../../agent/worker/reports.ts";
 import { TestServer, waitFor, type Proc } from "../support/local-server.ts";
-import { readPid, isRunning as alive } from "../support/pids.ts";
+import { readPid, isRunning as alive, killGroups } from "../support/pids.ts";
 
 const server = new TestServer();
 const agents: Proc[] = [];
@@ -21,10 +21,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const a of agents) await a.stop();
-  // A step left running by a failed assertion: its wrapper leads its own process group.
-  for (const g of stepGroups) {
-    try { process.kill(-g, "SIGKILL"); } catch { /* already gone */ }
-  }
+  killGroups(stepGroups); // a step left running by a failed assertion
   await server.stop();
 });
 

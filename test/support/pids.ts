@@ -17,3 +17,15 @@ export function isRunning(pid: number): boolean {
     return false; // gone between the two checks
   }
 }
+
+// Kills process groups a test started (steps lead their own groups); ones already gone are skipped.
+export function killGroups(pgids: readonly number[]): void {
+  for (const g of pgids) {
+    if (g <= 1) continue; // never kill(-1): that would signal every process we may signal
+    try {
+      process.kill(-g, "SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+}
