@@ -8,6 +8,7 @@
 import { fork, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import { isLive } from "../proc.ts";
 import { Backoff, restartDelayMs } from "../backoff.ts";
 import { AgentError, EXIT_REVOKED, REVOKED_MESSAGE, SettingsError } from "../errors.ts";
 import { checkServerUrl } from "../url-policy.ts";
@@ -19,18 +20,9 @@ const STOP_GRACE_MS = 10_000;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
 // Whether `pid` is a live process whose command line mentions `marker` (guards against pid reuse).
 function isAgentProcess(pid: number, marker: string): boolean {
-  if (!alive(pid)) return false;
+  if (!isLive(pid)) return false;
   try {
     return readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(marker);
   } catch {
@@ -69,8 +61,8 @@ export async function runMonitor(opts: MonitorOptions): Promise<number> {
   if (staleWorker !== null && isAgentProcess(staleWorker, "worker/main.ts")) {
     log.warn(`a worker of an earlier monitor (pid ${staleWorker}) is still running; waiting for it to exit`);
     const t0 = Date.now();
-    while (alive(staleWorker) && Date.now() - t0 < STOP_GRACE_MS) await sleep(100);
-    if (alive(staleWorker)) process.kill(staleWorker, "SIGKILL");
+    while (isLive(staleWorker) && Date.now() - t0 < STOP_GRACE_MS) await sleep(100);
+    if (isLive(staleWorker)) process.kill(staleWorker, "SIGKILL");
   }
   writePidFile(paths.monitorPid);
 

@@ -10,6 +10,7 @@ import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { isLive, liveProcesses, processExists, procStat } from "../proc.ts";
 import { AgentError } from "../errors.ts";
 import type { StepOutcome } from "../worker/reports.ts";
 
@@ -106,56 +107,17 @@ export async function startShellStep(opts: StartOptions): Promise<StepProcess> {
   return { pid: child.pid!, paths: opts.paths, ended };
 }
 
-function processExists(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
-// Does any live (non-zombie) process remain in the process group? Orphaned
-// zombies linger until init reaps them, so /proc is consulted when present.
-// The process state letter from /proc/<pid>/stat (R, S, Z, …), null without /proc.
-function procState(pid: number): string | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "latin1");
-    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[0] ?? null;
-  } catch {
-    return null;
-  }
-}
-
+// Does any live (non-zombie) process remain in the process group?
 export function groupExists(pgid: number): boolean {
   if (!processExists(-pgid)) return false;
-  let entries: string[];
-  try {
-    entries = readdirSync("/proc");
-  } catch {
-    return true; // no /proc: trust kill(2)
-  }
-  for (const e of entries) {
-    if (!/^\d+$/.test(e)) continue;
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${e}/stat`, "latin1");
-    } catch {
-      continue; // exited meanwhile
-    }
-    // pid (comm) state ppid pgrp ...; comm may contain spaces and parentheses
-    const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    if (Number(rest[2]) === pgid && rest[0] !== "Z" && rest[0] !== "X") return true;
-  }
-  return false;
+  const live = liveProcesses();
+  return live === null || live.some((p) => p.pgrp === pgid); // no /proc: trust kill(2)
 }
 
 // Is the wrapper of this step still alive? Guards against pid reuse after a
 // reboot by checking the process's environment on Linux.
 export function isStepAlive(pid: number, stepId: string): boolean {
-  if (!processExists(pid)) return false;
-  const state = procState(pid);
-  if (state === "Z" || state === "X") return false; // dead, waiting to be reaped
+  if (!isLive(pid)) return false;
   let environ: string;
   try {
     environ = readFileSync(`/proc/${pid}/environ`, "latin1");
@@ -170,22 +132,11 @@ export function isStepAlive(pid: number, stepId: string): boolean {
 // never recorded (the worker died between spawn and writing it) and the
 // leftovers of a step whose wrapper was killed. Empty without /proc.
 export function findStepProcesses(stepId: string): { pid: number; pgid: number }[] {
-  let entries: string[];
-  try {
-    entries = readdirSync("/proc");
-  } catch {
-    return [];
-  }
-  const found: { pid: number; pgid: number }[] = [];
   const needle = `OUTPOST_STEP_ID=${stepId}`;
-  for (const e of entries) {
-    if (!/^\d+$/.test(e)) continue;
+  const found: { pid: number; pgid: number }[] = [];
+  for (const p of liveProcesses() ?? []) {
     try {
-      const stat = readFileSync(`/proc/${e}/stat`, "latin1");
-      const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      if (rest[0] === "Z" || rest[0] === "X") continue;
-      if (!readFileSync(`/proc/${e}/environ`, "latin1").split("\0").includes(needle)) continue;
-      found.push({ pid: Number(e), pgid: Number(rest[2]) });
+      if (readFileSync(`/proc/${p.pid}/environ`, "latin1").split("\0").includes(needle)) found.push({ pid: p.pid, pgid: p.pgrp });
     } catch {
       continue; // exited meanwhile, or not ours to read
     }
@@ -193,18 +144,9 @@ export function findStepProcesses(stepId: string): { pid: number; pgid: number }
   return found;
 }
 
-function ownProcessGroup(): number | null {
-  try {
-    const stat = readFileSync("/proc/self/stat", "latin1");
-    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[2]);
-  } catch {
-    return null;
-  }
-}
-
 // SIGKILLs every process group holding a process of this step (never our own).
 export function killStepLeftovers(stepId: string): number[] {
-  const own = ownProcessGroup();
+  const own = procStat("self")?.pgrp ?? null;
   const groups = [...new Set(findStepProcesses(stepId).map((p) => p.pgid))].filter((g) => g > 1 && g !== own);
   for (const g of groups) {
     try {
