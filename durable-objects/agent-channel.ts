@@ -6,7 +6,7 @@
 // only in memory: the ledger and socket attachments survive hibernation; the in-memory
 // state is per-request plumbing.
 import { DurableObject } from "cloudflare:workers";
-import { agentMessage, commandBody, pullQuery, reportsRequest, type CommandBody, type PullResponse, type ServerMessage } from "../schema/agent-api.ts";
+import { agentMessage, commandBody, pullQuery, type CommandBody, type PullResponse, type Report, type ServerMessage } from "../schema/agent-api.ts";
 import { describeZodError } from "../schema/errors.ts";
 import { HEARTBEAT_PING, HEARTBEAT_PONG, LIMITS, TIMING } from "../schema/limits.ts";
 import type { Env } from "../worker/env.ts";
@@ -29,6 +29,7 @@ const PROJECTION_WAIT_MS = 2000;
 // Read at call time, never captured: the tests move Date.now to fake the clock.
 const clock = () => Date.now();
 
+export type ReportsOutcome = { acked: string[] } | { rejected: string; status: 401 | 422 };
 export type ChannelStatus = { connected: boolean; head: number; acked: number; openCommands: number; pendingProjections: number };
 
 export class AgentChannel extends DurableObject<Env> {
@@ -68,6 +69,28 @@ export class AgentChannel extends DurableObject<Env> {
   }
 
   // ---- RPC from the Worker ----
+
+  // A batch of reports the Worker has already validated. Every id is acknowledged
+  // (new and already-applied alike); nothing is applied if one names a step that
+  // is not this agent's.
+  async receiveReports(agentId: string, reports: Report[]): Promise<ReportsOutcome> {
+    this.ledger.bindAgent(agentId);
+    // Revoked between the Worker's credential check and this call.
+    if (this.work.revokedAt() !== null) return { rejected: "this agent has been revoked", status: 401 };
+    const foreign = this.ledger.foreignReports(agentId, reports);
+    if (foreign.length > 0) {
+      const steps = [...new Set(foreign.map((r) => r.stepId))].slice(0, 10).join(", ");
+      return { rejected: `reports name steps that are not this agent's: ${steps}`, status: 422 };
+    }
+    const { acked, applied } = this.ledger.applyReports(reports, Date.now());
+    if (applied.length > 0) {
+      const drained = this.projection.drain();
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([drained, new Promise<void>((r) => (timer = setTimeout(r, PROJECTION_WAIT_MS)))]);
+      if (timer !== undefined) clearTimeout(timer);
+    }
+    return { acked };
+  }
 
   // Stores a command (idempotent by id) and tells the agent there is something new.
   async enqueue(agentId: string, body: CommandBody): Promise<{ seq: number; created: boolean }> {
@@ -123,8 +146,6 @@ export class AgentChannel extends DurableObject<Env> {
         return this.openChannel(request);
       case "/commands":
         return this.pull(url);
-      case "/reports":
-        return this.receiveReports(request, agentId);
       default:
         console.error(`AgentChannel ${agentId}: unknown internal path ${url.pathname}`);
         return errorResponse(404, "not found");
@@ -164,31 +185,6 @@ export class AgentChannel extends DurableObject<Env> {
       commands = this.ledger.commandsAfter(after);
     }
     return json({ commands, head, acked } satisfies PullResponse);
-  }
-
-  private async receiveReports(request: Request, agentId: string): Promise<Response> {
-    let raw: unknown;
-    try {
-      raw = await request.json();
-    } catch (e) {
-      return errorResponse(400, `body is not valid JSON: ${(e as Error).message}`);
-    }
-    const parsed = reportsRequest.safeParse(raw);
-    if (!parsed.success) return errorResponse(400, `invalid body: ${describeZodError(parsed.error)}`);
-    const { reports } = parsed.data;
-    const foreign = this.ledger.foreignReports(agentId, reports);
-    if (foreign.length > 0) {
-      const steps = [...new Set(foreign.map((r) => r.stepId))].slice(0, 10).join(", ");
-      return errorResponse(422, `reports name steps that are not this agent's: ${steps}`);
-    }
-    const { acked, applied } = this.ledger.applyReports(reports, Date.now());
-    if (applied.length > 0) {
-      const drained = this.projection.drain();
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([drained, new Promise<void>((r) => (timer = setTimeout(r, PROJECTION_WAIT_MS)))]);
-      if (timer !== undefined) clearTimeout(timer);
-    }
-    return json({ acked });
   }
 
   // ---- WebSocket (hibernation API) ----

@@ -40,8 +40,10 @@ export async function pullCommands(request: ApiRequest, env: Env): Promise<Respo
 
 export async function postReports(request: ApiRequest, env: Env): Promise<Response> {
   const agent = await requireAgent(request, env);
-  const body = await readJson(request, reportsRequest);
-  return channel(env, agent).fetch(channelRequest(agent, "/reports", { method: "POST", body: JSON.stringify(body) }));
+  const { reports } = await readJson(request, reportsRequest);
+  const outcome = await channel(env, agent).receiveReports(agent.id, reports);
+  if ("rejected" in outcome) throw new HttpError(outcome.status, outcome.rejected);
+  return json({ acked: outcome.acked });
 }
 
 export async function putStepLog(request: ApiRequest, env: Env): Promise<Response> {
