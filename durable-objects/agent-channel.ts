@@ -6,7 +6,7 @@
 // only in memory: the ledger and socket attachments survive hibernation; the in-memory
 // state is per-request plumbing.
 import { DurableObject } from "cloudflare:workers";
-import { agentMessage, commandBody, pullQuery, type CommandBody, type PullResponse, type Report, type ServerMessage } from "../schema/agent-api.ts";
+import { AGENT_REVOKED, agentMessage, commandBody, pullQuery, type CommandBody, type PullResponse, type Report, type ServerMessage } from "../schema/agent-api.ts";
 import { describeZodError } from "../schema/errors.ts";
 import { HEARTBEAT_PING, HEARTBEAT_PONG, LIMITS, TIMING } from "../schema/limits.ts";
 import type { Env } from "../worker/env.ts";
@@ -15,21 +15,27 @@ import { openAlarmSchedule, type AlarmSchedule } from "./alarm-schedule.ts";
 import { migrateLedger, openLedger, type Ledger } from "./ledger.ts";
 import { openPresence, type Presence } from "./presence.ts";
 import { openProjectionDrain, type ProjectionDrain } from "./projection-drain.ts";
+import { isRevokedInD1 } from "./projection.ts";
 import { parseOfflineAfterMs } from "./rules.ts";
 import { dispatchFromD1 } from "./self-dispatch.ts";
 import { CLOSE, closeQuietly, greetedSockets, openSockets, send, type Attachment } from "./sockets.ts";
+import { downtimeBefore } from "./uptime.ts";
 import { openWork, type Work } from "./work.ts";
 
 export const AGENT_ID_HEADER = "X-Outpost-Agent-Id";
+const REVOKED = "this agent has been revoked";
+const revokedResponse = () => errorResponse(401, REVOKED, { code: AGENT_REVOKED });
 
 // A report batch waits this long for its projection before being answered; the
 // projection itself carries on (and is retried by the alarm if it fails).
 const PROJECTION_WAIT_MS = 2000;
+// The D1 lookup of undispatched targets runs at most this often from hellos and sweeps.
+const SELF_DISPATCH_CHECK_MS = 5000;
 
 // Read at call time, never captured: the tests move Date.now to fake the clock.
 const clock = () => Date.now();
 
-export type ReportsOutcome = { acked: string[] } | { rejected: string; status: 401 | 422 };
+export type ReportsOutcome = { acked: string[] } | { rejected: string; status: 401 | 422; code?: string };
 export type ChannelStatus = { connected: boolean; head: number; acked: number; openCommands: number; pendingProjections: number };
 
 export class AgentChannel extends DurableObject<Env> {
@@ -62,6 +68,7 @@ export class AgentChannel extends DurableObject<Env> {
       alarm: this.alarms,
       offlineAfterMs,
       dispatchFromD1: (agentId, now) => this.dispatchFromD1(agentId, now),
+      revokedInD1: (agentId) => this.revokeIfRevokedInD1(agentId),
       now: clock,
     });
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(HEARTBEAT_PING, HEARTBEAT_PONG));
@@ -72,17 +79,18 @@ export class AgentChannel extends DurableObject<Env> {
 
   // A batch of reports the Worker has already validated. Every id is acknowledged
   // (new and already-applied alike); nothing is applied if one names a step that
-  // is not this agent's.
-  async receiveReports(agentId: string, reports: Report[]): Promise<ReportsOutcome> {
+  // is not this agent's. `sentAt` (the agent's clock) places their times on ours.
+  async receiveReports(agentId: string, reports: Report[], sentAt: number): Promise<ReportsOutcome> {
     this.ledger.bindAgent(agentId);
     // Revoked between the Worker's credential check and this call.
-    if (this.work.revokedAt() !== null) return { rejected: "this agent has been revoked", status: 401 };
-    const foreign = this.ledger.foreignReports(agentId, reports);
+    if (this.work.revokedAt() !== null) return { rejected: REVOKED, status: 401, code: AGENT_REVOKED };
+    const foreign = this.ledger.foreignReports(reports);
     if (foreign.length > 0) {
       const steps = [...new Set(foreign.map((r) => r.stepId))].slice(0, 10).join(", ");
       return { rejected: `reports name steps that are not this agent's: ${steps}`, status: 422 };
     }
-    const { acked, applied } = this.ledger.applyReports(reports, Date.now());
+    const receivedAt = Date.now();
+    const { acked, applied } = this.ledger.applyReports(reports, receivedAt, receivedAt - sentAt);
     if (applied.length > 0) {
       const drained = this.projection.drain();
       let timer: ReturnType<typeof setTimeout> | undefined;
@@ -139,7 +147,7 @@ export class AgentChannel extends DurableObject<Env> {
       return errorResponse(500, "internal error");
     }
     this.ledger.bindAgent(agentId);
-    if (this.work.revokedAt() !== null) return errorResponse(401, "this agent has been revoked");
+    if (this.work.revokedAt() !== null) return revokedResponse();
     const url = new URL(request.url);
     switch (url.pathname) {
       case "/channel":
@@ -180,7 +188,7 @@ export class AgentChannel extends DurableObject<Env> {
     if (commands.length === 0 && wait > 0) {
       await this.waitForCommand(wait * 1000);
       // A revoke releases the long-poll: the agent learns it at once.
-      if (this.work.revokedAt() !== null) return errorResponse(401, "this agent has been revoked");
+      if (this.work.revokedAt() !== null) return revokedResponse();
       head = this.ledger.head();
       commands = this.ledger.commandsAfter(after);
     }
@@ -207,11 +215,16 @@ export class AgentChannel extends DurableObject<Env> {
       return closeQuietly(ws, CLOSE.internal, "channel not initialised");
     }
     if (this.work.revokedAt() !== null) return closeQuietly(ws, CLOSE.revoked, "agent revoked");
-    const now = Date.now();
     const att = ws.deserializeAttachment() as Attachment;
+    // docs/protocol.md §Resync: one hello per connection. A second one would only make
+    // the channel repeat work (and D1 writes) it already did: refused.
+    if (att.hello) return closeQuietly(ws, CLOSE.policy, "hello was already received on this connection");
+    const now = Date.now();
     ws.serializeAttachment({ ...att, seenAt: now, hello: true, version: hello.version } satisfies Attachment);
     this.work.wentOnline();
     send(ws, this.welcome(agentId, hello.lastSeq, hello.reports));
+    // D1 work only when it changes something: the agent's presence or version as D1
+    // shows it, and (at most every few seconds) the lookup of undispatched targets.
     await this.presence.recordOnline(agentId, now, hello.version);
     await this.dispatchFromD1(agentId, now);
     await this.alarms.scheduleNext();
@@ -247,8 +260,14 @@ export class AgentChannel extends DurableObject<Env> {
   // ---- Alarm: projection retries, presence sweep, self-dispatch, agent-lost deadlines ----
 
   async alarm(): Promise<void> {
-    if (this.ledger.outboxStats().pending > 0) await this.projection.drain();
     const now = Date.now();
+    // A late alarm means the server was not running: that time does not count against
+    // the agent's agent-lost deadlines (uptime.ts).
+    const downtime = downtimeBefore(this.work.alarmExpectedAt(), now);
+    if (downtime > 0 && this.work.serverWasDown(downtime, now) > 0) {
+      console.log(`AgentChannel ${this.ledger.agentId()}: alarm ${Math.round(downtime / 1000)} s late (server down?); agent-lost deadlines moved back`);
+    }
+    if (this.ledger.outboxStats().pending > 0) await this.projection.drain();
     await this.presence.sweep(now);
     if (!this.connected() && this.work.takeDueAgentLost(now) > 0) await this.projection.drain();
     await this.alarms.scheduleNext(true);
@@ -270,7 +289,22 @@ export class AgentChannel extends DurableObject<Env> {
   }
 
   private dispatchFromD1(agentId: string, now: number): Promise<void> {
+    if (!this.work.dispatchCheckDue(now, SELF_DISPATCH_CHECK_MS)) return Promise.resolve();
     return dispatchFromD1({ env: this.env, store: (command, at) => this.store(command, at), now: clock }, agentId, now);
+  }
+
+  // docs/protocol.md §Revoke: D1 refused a presence write for this agent. If it is
+  // revoked there (the revoke's call to this channel failed), end its work here too.
+  private async revokeIfRevokedInD1(agentId: string): Promise<void> {
+    if (this.work.revokedAt() !== null) return;
+    try {
+      if (!(await isRevokedInD1(this.env.DB, agentId))) return;
+    } catch (e) {
+      console.error(`AgentChannel ${agentId}: could not check for a revoke in D1 (next sweep retries):`, e);
+      return;
+    }
+    console.log(`AgentChannel ${agentId}: revoked in D1 without this channel being told; ending its work now`);
+    await this.revoke(agentId);
   }
 
   private offlineAfterMs(): number {

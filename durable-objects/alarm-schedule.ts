@@ -1,9 +1,11 @@
 // The channel's one alarm serves everything that must happen without a request:
 // projection retries (with backoff), the presence sweep while a socket is open or the
-// agent still counts as online, and the earliest agent-lost deadline. One alarm per
+// agent still counts as online, and the earliest agent-lost deadline (ticking towards it,
+// so that a server downtime is noticed and not counted: uptime.ts). One alarm per
 // Durable Object is all the runtime offers, so every wish goes through here.
 import type { Ledger } from "./ledger.ts";
 import { projectionBackoffMs } from "./rules.ts";
+import { nextUptimeTick } from "./uptime.ts";
 import type { Work } from "./work.ts";
 
 export type AlarmSchedule = ReturnType<typeof openAlarmSchedule>;
@@ -18,10 +20,17 @@ export function openAlarmSchedule(deps: {
 }) {
   const { storage, ledger, work, hasOpenSocket, offlineAfterMs, now: clock } = deps;
 
+  // The time each alarm is set for is kept, so that alarm() can tell it fired late: the
+  // server was down meanwhile (uptime.ts).
+  const set = async (at: number): Promise<void> => {
+    work.setAlarmExpectedAt(at);
+    await storage.setAlarm(at);
+  };
+
   // Never pushes the alarm back: an earlier wish (another due time) must still fire.
   const noLaterThan = async (at: number): Promise<void> => {
     const current = await storage.getAlarm();
-    if (current === null || current > at) await storage.setAlarm(at);
+    if (current === null || current > at) await set(at);
   };
 
   return {
@@ -36,9 +45,9 @@ export function openAlarmSchedule(deps: {
       if (outbox.pending > 0) due.push(now + projectionBackoffMs(outbox.maxAttempts));
       if (hasOpenSocket() || work.presence().online) due.push(now + offlineAfterMs());
       const deadline = work.nextDueAt();
-      if (deadline !== null) due.push(Math.max(deadline, now));
+      if (deadline !== null) due.push(Math.max(now, nextUptimeTick(deadline, now)));
       if (due.length === 0) return;
-      if (fromAlarm) await storage.setAlarm(Math.min(...due));
+      if (fromAlarm) await set(Math.min(...due));
       else await noLaterThan(Math.min(...due));
     },
   };

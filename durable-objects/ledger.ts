@@ -1,23 +1,25 @@
 // The AgentChannel's SQLite ledger as plain functions: commands (dense seq),
 // report dedupe, the projection outbox and channel facts. Every read-modify-write
 // runs inside storage.transactionSync, so it commits whole or not at all.
-import { and, asc, count, eq, gt, inArray, isNull, lte, max, sql } from "drizzle-orm";
+import { and, asc, count, eq, gt, inArray, isNotNull, isNull, lte, max, sql } from "drizzle-orm";
 import { drizzle, type DrizzleSqliteDODatabase } from "drizzle-orm/durable-sqlite";
 import { migrate } from "drizzle-orm/durable-sqlite/migrator";
 import migrations from "../schema/migrations/ledger/migrations.js";
 import { appliedReports, channelMeta, commandSteps, commands, projectionOutbox } from "../schema/ledger.ts";
 import type { Command, CommandBody, Report } from "../schema/agent-api.ts";
-import { commandBody, report as reportSchema } from "../schema/agent-api.ts";
+import { commandBody, reportIds, report as reportSchema } from "../schema/agent-api.ts";
 import { LIMITS } from "../schema/limits.ts";
-import { commandIdFor } from "./rules.ts";
+import { placeOnServerClock } from "./rules.ts";
 
 // What the projection writes to D1: an applied report, or a decision the server took
-// about this agent's steps (docs/protocol.md §Agent lost, §Revoke).
+// about this agent's steps (docs/protocol.md §Agent lost, §Revoke). A report carries
+// when its work happened placed on the server's clock (`at`) and when the server
+// received it (`receivedAt`).
 export type ProjectionJob =
-  | { kind: "report"; report: Report }
+  | { kind: "report"; report: Report; at: number; receivedAt: number }
   | { kind: "agent-lost"; deploymentId: string; at: number }
   | { kind: "revoked"; at: number };
-export type OutboxRow = { reportId: string; job: ProjectionJob; attempts: number };
+export type OutboxRow = { order: number; key: string; job: ProjectionJob; attempts: number };
 
 // welcome.expecting is capped: the agent re-sends what it holds anyway.
 export const EXPECTING_MAX = 1000;
@@ -60,7 +62,37 @@ export function openLedger(storage: DurableObjectStorage) {
       .get();
     if (!step) return;
     const open = db.select({ n: count() }).from(commandSteps).where(and(isNull(commandSteps.finishedAt), eq(commandSteps.commandSeq, step.seq))).get();
-    if ((open?.n ?? 0) === 0) db.update(commands).set({ finishedAt: now }).where(and(eq(commands.seq, step.seq), isNull(commands.finishedAt))).run();
+    if ((open?.n ?? 0) === 0) {
+      db.update(commands).set({ finishedAt: now }).where(and(eq(commands.seq, step.seq), isNull(commands.finishedAt))).run();
+      pruneApplied(step.seq);
+    }
+  };
+
+  // A settled command's report ids are answered by command_steps from now on.
+  const pruneApplied = (seq: number) => {
+    const ids = db
+      .select({ stepId: commandSteps.stepId })
+      .from(commandSteps)
+      .where(eq(commandSteps.commandSeq, seq))
+      .all()
+      .flatMap((r) => [reportIds.started(r.stepId), reportIds.finished(r.stepId)]);
+    for (let i = 0; i < ids.length; i += CHUNK) db.delete(appliedReports).where(inArray(appliedReports.id, ids.slice(i, i + CHUNK))).run();
+  };
+
+  // Steps among these whose final result is in (or that the server ended): every
+  // report about them is settled, whether or not its id is still in applied_reports.
+  const settledSteps = (stepIds: readonly string[]): Set<string> => {
+    const out = new Set<string>();
+    const unique = [...new Set(stepIds)];
+    for (let i = 0; i < unique.length; i += CHUNK) {
+      const rows = db
+        .select({ stepId: commandSteps.stepId })
+        .from(commandSteps)
+        .where(and(inArray(commandSteps.stepId, unique.slice(i, i + CHUNK)), isNotNull(commandSteps.finishedAt)))
+        .all();
+      for (const r of rows) out.add(r.stepId);
+    }
+    return out;
   };
 
   return {
@@ -113,13 +145,15 @@ export function openLedger(storage: DurableObjectStorage) {
     },
 
     // §Resync: which of these report ids were applied already (their acknowledgement was lost).
+    // An id of a settled step counts as applied even once pruned from applied_reports.
     appliedAmong(ids: readonly string[]): string[] {
       const found = new Set<string>();
       for (let i = 0; i < ids.length; i += CHUNK) {
         const rows = db.select({ id: appliedReports.id }).from(appliedReports).where(inArray(appliedReports.id, ids.slice(i, i + CHUNK))).all();
         for (const r of rows) found.add(r.id);
       }
-      return ids.filter((id) => found.has(id));
+      const settled = settledSteps(ids.flatMap((id) => reportIdOf(id)?.stepId ?? []));
+      return ids.filter((id) => found.has(id) || settled.has(reportIdOf(id)?.stepId ?? ""));
     },
 
     openCommands: (): number => db.select({ n: count() }).from(commands).where(isNull(commands.finishedAt)).get()?.n ?? 0,
@@ -135,48 +169,61 @@ export function openLedger(storage: DurableObjectStorage) {
         .map((row) => ({ seq: row.seq, ...commandBody.parse(JSON.parse(row.body)) }));
     },
 
-    // Reports whose step is not in one of this channel's commands.
-    foreignReports(agentId: string, reports: readonly Report[]): Report[] {
-      const stepsByCommand = new Map<string, Set<string> | null>();
-      return reports.filter((r) => {
-        const cid = commandIdFor(r.deploymentId, agentId);
-        if (!stepsByCommand.has(cid)) {
-          const row = db.select({ body: commands.body }).from(commands).where(eq(commands.id, cid)).get();
-          stepsByCommand.set(cid, row ? new Set(commandBody.parse(JSON.parse(row.body)).steps.map((s) => s.stepId)) : null);
-        }
-        return !stepsByCommand.get(cid)?.has(r.stepId);
-      });
+    // Reports whose step is not a step of this channel's command for that deployment.
+    foreignReports(reports: readonly Report[]): Report[] {
+      const owner = new Map<string, string>(); // stepId → deploymentId of the command holding it
+      const stepIds = [...new Set(reports.map((r) => r.stepId))];
+      for (let i = 0; i < stepIds.length; i += CHUNK) {
+        const rows = db
+          .select({ stepId: commandSteps.stepId, deploymentId: commands.deploymentId })
+          .from(commandSteps)
+          .innerJoin(commands, eq(commands.seq, commandSteps.commandSeq))
+          .where(inArray(commandSteps.stepId, stepIds.slice(i, i + CHUNK)))
+          .all();
+        for (const r of rows) owner.set(r.stepId, r.deploymentId);
+      }
+      return reports.filter((r) => owner.get(r.stepId) !== r.deploymentId);
     },
 
     // Durable before acknowledged: unseen reports enter applied_reports and the
-    // projection outbox in one transaction; seen ones are acknowledged again only.
-    applyReports(reports: readonly Report[], now: number): { acked: string[]; applied: string[] } {
+    // projection outbox in one transaction; seen ones — and any about a step already
+    // settled — are acknowledged again only. `offsetMs` (server receive time − the
+    // batch's sentAt) places each report's `at` on the server's clock.
+    applyReports(reports: readonly Report[], receivedAt: number, offsetMs = 0): { acked: string[]; applied: string[] } {
       return tx(() => {
         const applied: string[] = [];
+        const settled = settledSteps(reports.map((r) => r.stepId));
         for (const r of reports) {
+          if (settled.has(r.stepId)) continue;
           const inserted = db
             .insert(appliedReports)
-            .values({ id: r.id, appliedAt: now })
+            .values({ id: r.id, appliedAt: receivedAt })
             .onConflictDoNothing()
             .returning({ id: appliedReports.id })
             .all();
           if (inserted.length === 0) continue;
-          db.insert(projectionOutbox).values({ reportId: r.id, kind: "report", body: JSON.stringify(r), createdAt: now }).run();
-          if (r.type === "step-finished") markStepFinished(r.stepId, now);
+          const at = placeOnServerClock(r.at, offsetMs, receivedAt);
+          db.insert(projectionOutbox).values({ kind: "report", key: r.id, body: JSON.stringify({ report: r, at, receivedAt }), createdAt: receivedAt }).run();
+          if (r.type === "step-finished") {
+            markStepFinished(r.stepId, receivedAt);
+            settled.add(r.stepId);
+          }
           applied.push(r.id);
         }
         return { acked: [...new Set(reports.map((r) => r.id))], applied };
       });
     },
 
+    appliedCount: (): number => db.select({ n: count() }).from(appliedReports).get()?.n ?? 0,
+
     outbox(limit = 100): OutboxRow[] {
       return db
         .select()
         .from(projectionOutbox)
-        .orderBy(asc(projectionOutbox.createdAt), asc(projectionOutbox.reportId))
+        .orderBy(asc(projectionOutbox.order))
         .limit(limit)
         .all()
-        .map((row) => ({ reportId: row.reportId, job: parseJob(row.kind, row.body), attempts: row.attempts }));
+        .map((row) => ({ order: row.order, key: row.key, job: parseJob(row.kind, row.body, row.createdAt), attempts: row.attempts }));
     },
 
     outboxStats(): { pending: number; maxAttempts: number } {
@@ -184,21 +231,19 @@ export function openLedger(storage: DurableObjectStorage) {
       return { pending: row?.pending ?? 0, maxAttempts: row?.maxAttempts ?? 0 };
     },
 
-    markProjected(reportIds: readonly string[]): void {
-      if (reportIds.length === 0) return;
+    markProjected(orders: readonly number[]): void {
+      if (orders.length === 0) return;
       tx(() => {
-        for (let i = 0; i < reportIds.length; i += 50) {
-          db.delete(projectionOutbox).where(inArray(projectionOutbox.reportId, reportIds.slice(i, i + 50))).run();
-        }
+        for (let i = 0; i < orders.length; i += CHUNK) db.delete(projectionOutbox).where(inArray(projectionOutbox.order, orders.slice(i, i + CHUNK))).run();
       });
     },
 
-    markProjectionFailed(reportIds: readonly string[], error: string): void {
+    markProjectionFailed(orders: readonly number[], error: string): void {
       tx(() => {
-        for (let i = 0; i < reportIds.length; i += 50) {
+        for (let i = 0; i < orders.length; i += CHUNK) {
           db.update(projectionOutbox)
             .set({ attempts: sql`${projectionOutbox.attempts} + 1`, lastError: error.slice(0, 1000) })
-            .where(and(inArray(projectionOutbox.reportId, reportIds.slice(i, i + 50))))
+            .where(inArray(projectionOutbox.order, orders.slice(i, i + CHUNK)))
             .run();
         }
       });
@@ -206,9 +251,23 @@ export function openLedger(storage: DurableObjectStorage) {
   };
 }
 
-function parseJob(kind: string, body: string): ProjectionJob {
+// A report id names its step and kind (schema/agent-api.ts reportIds); null otherwise.
+function reportIdOf(id: string): { stepId: string; kind: "started" | "finished" } | null {
+  const m = /^(.+):(started|finished)$/.exec(id);
+  return m ? { stepId: m[1], kind: m[2] as "started" | "finished" } : null;
+}
+
+// Rows written before reports carried their placed time hold the bare report: its own
+// `at` and the row's creation stand in for them.
+function parseJob(kind: string, body: string, createdAt: number): ProjectionJob {
   const value = JSON.parse(body) as Record<string, unknown>;
-  if (kind === "report") return { kind, report: reportSchema.parse(value) };
+  if (kind === "report") {
+    if ("report" in value && typeof value.at === "number" && typeof value.receivedAt === "number") {
+      return { kind, report: reportSchema.parse(value.report), at: value.at, receivedAt: value.receivedAt };
+    }
+    const report = reportSchema.parse(value);
+    return { kind, report, at: report.at, receivedAt: createdAt };
+  }
   if (kind === "agent-lost" && typeof value.deploymentId === "string" && typeof value.at === "number") {
     return { kind, deploymentId: value.deploymentId, at: value.at };
   }

@@ -21,17 +21,41 @@ export function openPresence(deps: {
   offlineAfterMs: () => number;
   // While the agent is connected, each sweep also stores what D1 left undispatched.
   dispatchFromD1: (agentId: string, now: number) => Promise<void>;
+  // D1 refused a presence write: the agent may be revoked there without this channel knowing.
+  revokedInD1: (agentId: string) => Promise<void>;
   now: () => number;
 }) {
-  const { sockets, db, ledger, work, alarm, offlineAfterMs, dispatchFromD1, now: clock } = deps;
+  const { sockets, db, ledger, work, alarm, offlineAfterMs, dispatchFromD1, revokedInD1, now: clock } = deps;
+
+  // Presence writes run one at a time, in the order the socket events came: a hello's
+  // "online" must not overtake the "offline" of the connection it replaced, and a hello
+  // decides whether to write only once the writes before it are done.
+  let queue: Promise<unknown> = Promise.resolve();
+  const serially = <T>(fn: () => Promise<T>): Promise<T> => {
+    const run = queue.then(fn);
+    queue = run.catch(() => undefined);
+    return run;
+  };
+
+  // Writes presence to D1 and remembers what D1 now shows; a refused write (no live
+  // agent row) is handed to revokedInD1.
+  const write = async (agentId: string, presence: Parameters<typeof setPresence>[2], version: string | null): Promise<void> => {
+    if (await setPresence(db, agentId, presence)) work.rememberD1Presence(presence.status, version);
+    else await revokedInD1(agentId);
+  };
 
   return {
-    async recordOnline(agentId: string, now: number, version: string): Promise<void> {
-      try {
-        await setPresence(db, agentId, { status: "online", lastSeenAt: now, version });
-      } catch (e) {
-        console.error(`AgentChannel ${agentId}: could not record presence online:`, e);
-      }
+    // A hello writes to D1 only when D1 does not already show the agent online with this
+    // version (a reconnect flood costs nothing); the sweep keeps last_seen_at fresh.
+    recordOnline(agentId: string, now: number, version: string): Promise<void> {
+      return serially(async () => {
+        if (work.d1PresenceIs("online", version)) return;
+        try {
+          await write(agentId, { status: "online", lastSeenAt: now, version }, version);
+        } catch (e) {
+          console.error(`AgentChannel ${agentId}: could not record presence online:`, e);
+        }
+      });
     },
 
     // A heartbeat is either a message (seenAt) or an auto-answered ping, whichever is later.
@@ -46,19 +70,24 @@ export function openPresence(deps: {
       const { alive, dead } = splitByLiveness(seen, now, offlineAfterMs());
       for (const s of dead) closeQuietly(s.ws, CLOSE.noHeartbeat, "no heartbeat");
       const greeted = alive.filter((s) => s.hello);
-      try {
-        if (greeted.length > 0) {
-          await setPresence(db, agentId, { status: "online", lastSeenAt: Math.max(...greeted.map((s) => s.lastSeenAt)) });
-          await dispatchFromD1(agentId, now);
-        } else if (work.presence().online || dead.length > 0) {
-          // Also covers sockets that vanished with an evicted object (no close event ever came).
-          work.wentOffline(now);
-          const lastSeen = dead.length > 0 ? Math.max(...dead.map((s) => s.lastSeenAt)) : now;
-          await setPresence(db, agentId, { status: "offline", lastSeenAt: lastSeen });
+      const wrote = await serially(async () => {
+        try {
+          if (greeted.length > 0) {
+            const version = (greeted[0].ws.deserializeAttachment() as Attachment).version;
+            await write(agentId, { status: "online", lastSeenAt: Math.max(...greeted.map((s) => s.lastSeenAt)) }, version);
+          } else if (work.presence().online || dead.length > 0) {
+            // Also covers sockets that vanished with an evicted object (no close event ever came).
+            work.wentOffline(now);
+            const lastSeen = dead.length > 0 ? Math.max(...dead.map((s) => s.lastSeenAt)) : now;
+            await write(agentId, { status: "offline", lastSeenAt: lastSeen }, null);
+          }
+          return true;
+        } catch (e) {
+          console.error(`AgentChannel ${agentId}: presence sweep could not update D1:`, e);
+          return false;
         }
-      } catch (e) {
-        console.error(`AgentChannel ${agentId}: presence sweep could not update D1:`, e);
-      }
+      });
+      if (wrote && greeted.length > 0 && work.revokedAt() === null) await dispatchFromD1(agentId, now);
     },
 
     // From the close/error handlers: `closed` is the socket they handle.
@@ -67,11 +96,15 @@ export function openPresence(deps: {
       if (!agentId || greetedSockets(sockets.getWebSockets(), closed).length > 0) return;
       work.wentOffline(clock());
       await alarm.scheduleNext();
-      try {
-        await setPresence(db, agentId, { status: "offline", lastSeenAt: clock() });
-      } catch (e) {
-        console.error(`AgentChannel ${agentId}: could not record presence offline:`, e);
-      }
+      await serially(async () => {
+        // A hello on another socket may have come meanwhile: then the agent is online.
+        if (greetedSockets(sockets.getWebSockets(), closed).length > 0) return;
+        try {
+          await write(agentId, { status: "offline", lastSeenAt: clock() }, null);
+        } catch (e) {
+          console.error(`AgentChannel ${agentId}: could not record presence offline:`, e);
+        }
+      });
     },
   };
 }

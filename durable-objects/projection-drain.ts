@@ -24,7 +24,7 @@ export function openProjectionDrain(deps: {
     for (;;) {
       const rows = ledger.outbox();
       if (rows.length === 0) return true;
-      const ids = rows.map((r) => r.reportId);
+      const ids = rows.map((r) => r.order);
       try {
         await projectJobs(db, agentId, rows.map((r) => r.job), now());
       } catch (e) {

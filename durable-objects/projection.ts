@@ -10,28 +10,39 @@ import { AGENT_LOST_REASON, lateResultReason, REVOKED_REASON } from "./rules.ts"
 
 const ACTIVE = sql.raw(`('pending', 'running')`);
 
-function reportStatements(agentId: string, r: Report): SQL[] {
+// docs/protocol.md §Revoke: once D1 says the agent is revoked, nothing it sent changes a
+// step, whatever order the revoke and a late report took.
+const notRevoked = (agentId: string) => sql`NOT EXISTS (SELECT 1 FROM agents WHERE id = ${agentId} AND revoked_at IS NOT NULL)`;
+
+// §Reports "Times": `at` is already on the server's clock and no later than receivedAt;
+// here it is also kept from preceding the deployment's creation (and a finish from
+// preceding the step's start).
+function reportStatements(agentId: string, r: Report, at: number, receivedAt: number): SQL[] {
+  const created = sql`(SELECT created_at FROM deployments WHERE id = ${r.deploymentId})`;
+  const where = sql`id = ${r.stepId} AND deployment_id = ${r.deploymentId} AND agent_id = ${agentId} AND ${notRevoked(agentId)}`;
   if (r.type === "step-started") {
     return [
       sql`UPDATE deployment_steps
             SET status = CASE WHEN status = 'pending' THEN 'running' ELSE status END,
-                started_at = COALESCE(started_at, ${r.at})
-          WHERE id = ${r.stepId} AND deployment_id = ${r.deploymentId} AND agent_id = ${agentId}`,
+                started_at = COALESCE(started_at, MAX(${at}, COALESCE(${created}, 0)))
+          WHERE ${where}`,
     ];
   }
   // SET expressions read the row's old values: the CASE tells an active step from one
   // that was failed as agent-lost (the late result is recorded, flagged as late).
   return [
     sql`UPDATE deployment_steps
-          SET status = ${r.status}, exit_code = ${r.exitCode}, finished_at = ${r.at},
+          SET status = ${r.status}, exit_code = ${r.exitCode},
+              finished_at = MIN(${receivedAt}, MAX(${at}, COALESCE(started_at, 0), COALESCE(${created}, 0))),
+              reported_at = ${receivedAt},
               reason = CASE WHEN status IN ${ACTIVE} THEN ${r.reason} ELSE ${lateResultReason(r.reason)} END
-        WHERE id = ${r.stepId} AND deployment_id = ${r.deploymentId} AND agent_id = ${agentId}
+        WHERE ${where}
           AND (status IN ${ACTIVE} OR (status = 'failed' AND reason = ${AGENT_LOST_REASON}))`,
   ];
 }
 
 // Mirrors rules.ts deploymentOutcome: ends the deployment once no step is active; a
-// terminal deployment is never touched again.
+// terminal deployment is never touched again. It finished when its last step did.
 function deploymentStatements(deploymentIds: SQL, now: number): SQL[] {
   return [
     sql`UPDATE deployments SET status = 'running', updated_at = ${now}
@@ -41,7 +52,8 @@ function deploymentStatements(deploymentIds: SQL, now: number): SQL[] {
                                            WHERE s.deployment_id = deployments.id
                                              AND (s.status <> 'succeeded' OR s.reason LIKE ${AGENT_LOST_REASON + "%"}))
                              THEN 'failed' ELSE 'succeeded' END,
-               finished_at = ${now}, updated_at = ${now}
+               finished_at = COALESCE((SELECT MAX(s.finished_at) FROM deployment_steps s WHERE s.deployment_id = deployments.id), ${now}),
+               updated_at = ${now}
          WHERE id IN ${deploymentIds} AND status IN ('queued', 'running')
            AND EXISTS (SELECT 1 FROM deployment_steps s WHERE s.deployment_id = deployments.id)
            AND NOT EXISTS (SELECT 1 FROM deployment_steps s
@@ -49,10 +61,18 @@ function deploymentStatements(deploymentIds: SQL, now: number): SQL[] {
   ];
 }
 
+// §Revoke: every active step of the agent, including those of targets never dispatched
+// to it, canceled; its deployments recomputed. Idempotent. The Worker runs these in the
+// revoke's own D1 batch; the channel projects them again for commands stored later.
+export function revokedStatements(db: D1Database, agentId: string, at: number): D1PreparedStatement[] {
+  const { steps, deployments } = jobStatements(agentId, { kind: "revoked", at });
+  return [...steps, ...deploymentStatements(deployments as SQL, at)].map((s) => prepared(db, s));
+}
+
 function jobStatements(agentId: string, job: ProjectionJob): { steps: SQL[]; deployments: SQL | string } {
   switch (job.kind) {
     case "report":
-      return { steps: reportStatements(agentId, job.report), deployments: job.report.deploymentId };
+      return { steps: reportStatements(agentId, job.report, job.at, job.receivedAt), deployments: job.report.deploymentId };
     case "agent-lost":
       return {
         steps: [
@@ -90,16 +110,25 @@ export async function projectJobs(db: D1Database, agentId: string, jobs: readonl
   await db.batch(statements.map((s) => prepared(db, s)));
 }
 
+// Presence of a live agent only: a revoked agent's row is never marked online (or
+// touched at all). Returns false when no row changed — the agent is revoked (or gone).
 export async function setPresence(
   db: D1Database,
   agentId: string,
   presence: { status: "online" | "offline"; lastSeenAt: number; version?: string },
-): Promise<void> {
-  if (presence.version !== undefined) {
-    await prepared(db, sql`UPDATE agents SET status = ${presence.status}, last_seen_at = ${presence.lastSeenAt}, version = ${presence.version}
-                      WHERE id = ${agentId}`).run();
-  } else {
-    await prepared(db, sql`UPDATE agents SET status = ${presence.status}, last_seen_at = MAX(COALESCE(last_seen_at, 0), ${presence.lastSeenAt})
-                      WHERE id = ${agentId}`).run();
-  }
+): Promise<boolean> {
+  const result =
+    presence.version !== undefined
+      ? await prepared(db, sql`UPDATE agents SET status = ${presence.status}, last_seen_at = ${presence.lastSeenAt}, version = ${presence.version}
+                        WHERE id = ${agentId} AND revoked_at IS NULL`).run()
+      : await prepared(db, sql`UPDATE agents SET status = ${presence.status}, last_seen_at = MAX(COALESCE(last_seen_at, 0), ${presence.lastSeenAt})
+                        WHERE id = ${agentId} AND revoked_at IS NULL`).run();
+  return result.meta.changes > 0;
+}
+
+// Whether D1 says the agent is revoked: the channel may not have been told (the revoke's
+// call to it failed) and must then end the agent's work itself.
+export async function isRevokedInD1(db: D1Database, agentId: string): Promise<boolean> {
+  const row = await db.prepare("SELECT revoked_at AS revokedAt FROM agents WHERE id = ?").bind(agentId).first<{ revokedAt: number | null }>();
+  return row !== null && row.revokedAt !== null;
 }

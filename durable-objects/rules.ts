@@ -52,6 +52,14 @@ export function agentLostDeadline(offlineSince: number | null, createdAt: number
   return Math.max(offlineSince ?? 0, createdAt) + agentLostAfterSeconds * 1000;
 }
 
+// docs/protocol.md §Reports, "Times": a report's `at` is the agent's clock. Shifted by
+// the batch's offset (server receive time − the agent's sentAt) a constant skew cancels
+// out; never later than the moment the server heard of it. (The projection also keeps
+// it from preceding the deployment's creation, which only D1 knows.)
+export function placeOnServerClock(agentAt: number, offsetMs: number, receivedAt: number): number {
+  return Math.max(0, Math.min(receivedAt, agentAt + offsetMs));
+}
+
 // Retry delay of a failed projection to D1: 1 s, 2 s, 4 s … capped at one minute.
 export function projectionBackoffMs(attempts: number): number {
   return Math.min(60_000, 1000 * 2 ** Math.max(0, Math.min(attempts - 1, 16)));

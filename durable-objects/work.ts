@@ -4,12 +4,16 @@
 // docs/protocol.md §Presence, §Agent lost, §Revoke.
 import { and, asc, eq, isNull, lte, max, min } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/durable-sqlite";
-import { channelMeta, commandSteps, commands, dueWork, projectionOutbox } from "../schema/ledger.ts";
+import { appliedReports, channelMeta, commandSteps, commands, dueWork, projectionOutbox } from "../schema/ledger.ts";
 import { agentLostDeadline } from "./rules.ts";
+import { deadlineAfterDowntime } from "./uptime.ts";
 
 const META_PRESENCE = "presence"; // "online" | "offline"; unset: never greeted
 const META_OFFLINE_SINCE = "offline_since";
 const META_REVOKED_AT = "revoked_at";
+const META_D1_PRESENCE = "d1_presence"; // what was last written to D1: "<status>|<version>"
+const META_DISPATCH_CHECKED_AT = "dispatch_checked_at";
+const META_ALARM_EXPECTED_AT = "alarm_expected_at";
 
 export type Work = ReturnType<typeof openWork>;
 
@@ -34,7 +38,45 @@ export function openWork(storage: DurableObjectStorage) {
       .onConflictDoNothing()
       .run();
 
+  const numberMeta = (key: string): number | null => {
+    const v = getMeta(key);
+    return v === null ? null : Number(v);
+  };
+
   return {
+    // docs/protocol.md §Presence: an agent's hello costs D1 work only when it changes
+    // what D1 shows (status or version), so these remember what was written last.
+    d1PresenceIs: (status: "online" | "offline", version: string | null): boolean => getMeta(META_D1_PRESENCE) === `${status}|${version ?? ""}`,
+    rememberD1Presence: (status: "online" | "offline", version: string | null): void => void setMeta(META_D1_PRESENCE, `${status}|${version ?? ""}`),
+    // The D1 lookup of undispatched targets runs at most once per interval, however
+    // often the agent reconnects.
+    dispatchCheckDue(now: number, intervalMs: number): boolean {
+      return tx(() => {
+        const last = numberMeta(META_DISPATCH_CHECKED_AT);
+        if (last !== null && now - last < intervalMs && now >= last) return false;
+        setMeta(META_DISPATCH_CHECKED_AT, String(now));
+        return true;
+      });
+    },
+
+    alarmExpectedAt: (): number | null => numberMeta(META_ALARM_EXPECTED_AT),
+    setAlarmExpectedAt: (at: number): void => void setMeta(META_ALARM_EXPECTED_AT, String(at)),
+
+    // docs/protocol.md §Agent lost, "Server downtime": the server was not running for
+    // `downtimeMs` (seen as a late alarm). That time does not count against the agent:
+    // every pending deadline and the offline clock move back by it, and no deadline is
+    // closer than the grace period.
+    serverWasDown(downtimeMs: number, now: number): number {
+      if (downtimeMs <= 0) return 0;
+      return tx(() => {
+        const since = numberMeta(META_OFFLINE_SINCE);
+        if (since !== null) setMeta(META_OFFLINE_SINCE, String(Math.min(now, since + downtimeMs)));
+        const rows = db.select().from(dueWork).all();
+        for (const r of rows) db.update(dueWork).set({ dueAt: deadlineAfterDowntime(r.dueAt, downtimeMs, now) }).where(eq(dueWork.key, r.key)).run();
+        return rows.length;
+      });
+    },
+
     revokedAt: (): number | null => {
       const v = getMeta(META_REVOKED_AT);
       return v === null ? null : Number(v);
@@ -91,7 +133,7 @@ export function openWork(storage: DurableObjectStorage) {
             .get();
           if (!c) continue;
           db.insert(projectionOutbox)
-            .values({ reportId: `agent-lost:${d.commandSeq}`, kind: "agent-lost", body: JSON.stringify({ deploymentId: c.deploymentId, at: now }), createdAt: now })
+            .values({ kind: "agent-lost", key: String(d.commandSeq), body: JSON.stringify({ deploymentId: c.deploymentId, at: now }), createdAt: now })
             .onConflictDoNothing()
             .run();
           lost++;
@@ -114,9 +156,10 @@ export function openWork(storage: DurableObjectStorage) {
           db.update(commands).set({ finishedAt: now }).where(eq(commands.seq, c.seq)).run();
         }
         db.delete(dueWork).run();
+        db.delete(appliedReports).run(); // every step is settled now: nothing is applied again
         const headSeq = db.select({ seq: max(commands.seq) }).from(commands).get()?.seq ?? 0;
         db.insert(projectionOutbox)
-          .values({ reportId: `revoked:${headSeq}`, kind: "revoked", body: JSON.stringify({ at: now }), createdAt: now })
+          .values({ kind: "revoked", key: String(headSeq), body: JSON.stringify({ at: now }), createdAt: now })
           .onConflictDoNothing()
           .run();
         return revokedAt;

@@ -64,14 +64,25 @@ export type PullResponse = z.infer<typeof pullResponse>;
 // Report ids are derived from what they describe (`<stepId>:started`), so a
 // report regenerated after a crash has the same id and is applied once.
 
-export const stepStartedReport = z.strictObject({
+// A report's id is not free text: it is derived from the step and the kind of
+// report, so it names exactly one fact and a crafted id cannot shadow anything else
+// (docs/protocol.md §Reports). Anything else is refused (400).
+export const reportIds = {
+  started: (stepId: string) => `${stepId}:started`,
+  finished: (stepId: string) => `${stepId}:finished`,
+};
+const REPORT_ID_RULE = { "step-started": reportIds.started, "step-finished": reportIds.finished } as const;
+
+// `at` is the agent's own clock when the work happened; the server places it on its
+// own clock with the batch's `sentAt` (docs/protocol.md §Reports, "Times").
+const stepStartedFields = z.strictObject({
   type: z.literal("step-started"),
   id,
   deploymentId: id,
   stepId: id,
   at: epochMs,
 });
-export const stepFinishedReport = z.strictObject({
+const stepFinishedFields = z.strictObject({
   type: z.literal("step-finished"),
   id,
   deploymentId: id,
@@ -81,22 +92,44 @@ export const stepFinishedReport = z.strictObject({
   reason: z.string().max(500).nullable(),
   at: epochMs,
 });
-export const report = z.discriminatedUnion("type", [stepStartedReport, stepFinishedReport]);
+export const report = z.discriminatedUnion("type", [stepStartedFields, stepFinishedFields]).superRefine((r, ctx) => {
+  const expected = REPORT_ID_RULE[r.type](r.stepId);
+  if (r.id !== expected) ctx.addIssue({ code: "custom", path: ["id"], message: `a ${r.type} report's id must be '${expected}'` });
+});
 export type Report = z.infer<typeof report>;
-export type StepFinishedReport = z.infer<typeof stepFinishedReport>;
+export type StepFinishedReport = z.infer<typeof stepFinishedFields>;
 
-export const reportsRequest = z.strictObject({ reports: z.array(report).min(1).max(LIMITS.reportsPerBatch) });
+// `sentAt`: the agent's clock when it sent the batch. The server takes
+// (its own receive time − sentAt) as the agent's clock offset, so a constant skew
+// cancels out, and clamps the result between the deployment's creation and the
+// moment it heard of the report.
+export const reportsRequest = z.strictObject({
+  reports: z.array(report).min(1).max(LIMITS.reportsPerBatch),
+  sentAt: epochMs,
+});
+export type ReportsRequest = z.infer<typeof reportsRequest>;
 export const reportsResponse = z.object({ acked: z.array(z.string()) });
 export type ReportsResponse = z.infer<typeof reportsResponse>;
 
-export const reportIds = {
-  started: (stepId: string) => `${stepId}:started`,
-  finished: (stepId: string) => `${stepId}:finished`,
-};
-
 // ---- log upload: PUT /agent/v1/steps/:stepId/log?offset=N, raw bytes ----
+// Content-Type: application/octet-stream (the body is taken as bytes whatever it says).
+// 409 {length}: a gap, resume at `length`. 410 {length}: the step has ended on the
+// server (its final result was applied, or it was canceled); its log takes no more
+// bytes — the agent stops uploading it. A chunk the server already holds whole is
+// still answered 200, so a retry after a lost answer is harmless.
 export const logUploadQuery = z.object({ offset: z.coerce.number().int().min(0) });
 export const logUploadResponse = z.object({ length: z.int().min(0) });
+export const LOG_CONTENT_TYPE = "application/octet-stream";
+
+// ---- errors of the agent API ----
+// Every error is {error: "<what is wrong>"}; a few carry a machine-readable `code`.
+// Only `code: "agent-revoked"` (on a 401) means the credential is dead for good:
+// the agent stops and does not retry. Any other 401 — an unknown credential, a
+// proxy's own 401, a server whose state was reset — is retried with back-off.
+export const AGENT_REVOKED = "agent-revoked";
+export const agentErrorBody = z.object({ error: z.string(), code: z.string().optional() });
+export const isRevokedAnswer = (status: number, body: unknown): boolean =>
+  status === 401 && agentErrorBody.safeParse(body).data?.code === AGENT_REVOKED;
 
 // ---- WebSocket /agent/v1/channel: notifications and status only, never work ----
 // Heartbeats are the bare text frames "ping"/"pong" (answered by the DO's auto-response).

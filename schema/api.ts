@@ -38,6 +38,8 @@ export const createDeploymentBody = z.strictObject({
 });
 export const DEFAULT_AGENT_LOST_AFTER_SECONDS = 900;
 export const IDEMPOTENCY_KEY_MAX = 200;
+// A key answers for its deployment this long; after that it may name a new one.
+export const IDEMPOTENCY_KEY_TTL_MS = 24 * 3600 * 1000;
 export type CreateDeploymentBody = z.infer<typeof createDeploymentBody>;
 
 export type AgentView = {
@@ -48,6 +50,9 @@ export type AgentView = {
   lastSeenAt: string | null; // ISO 8601
 };
 
+// startedAt / finishedAt: when the work happened on the agent, on the server's clock;
+// reportedAt: when the server received the final result (after an outage the two can
+// be far apart). docs/protocol.md §Reports, "Times".
 export type StepView = {
   id: string;
   agent: string;
@@ -57,6 +62,7 @@ export type StepView = {
   reason: string | null;
   startedAt: string | null;
   finishedAt: string | null;
+  reportedAt: string | null;
 };
 
 export type DeploymentView = {
@@ -67,3 +73,31 @@ export type DeploymentView = {
   finishedAt: string | null;
   steps: StepView[];
 };
+
+// An entry of GET /api/v1/deployments: counts, never the steps themselves (a
+// deployment may hold many thousands); GET /api/v1/deployments/:id has them.
+export type DeploymentSummary = Omit<DeploymentView, "steps"> & {
+  agentCount: number;
+  stepCounts: Record<StepStatus, number>;
+};
+
+export const DEPLOYMENTS_PAGE_MAX = 100;
+export const listDeploymentsQuery = z.strictObject({
+  limit: z.coerce.number().int().min(1).max(DEPLOYMENTS_PAGE_MAX).default(50),
+  before: z.string().min(1).max(200).optional(), // the `next` cursor of the previous page
+});
+
+// GET …/steps/:stepId/log?offset=B&limit=L: at most L bytes from byte B.
+export const LOG_READ_MAX = 1024 * 1024;
+export const logRangeQuery = z.strictObject({
+  offset: z.coerce.number().int().min(0).default(0),
+  limit: z.coerce.number().int().min(1).max(LOG_READ_MAX).default(LOG_READ_MAX),
+});
+
+// API tokens (docs/api.md): the secret is shown once, at creation; stored hashed.
+export const apiTokenRole = z.enum(["admin", "viewer"]);
+export const createApiTokenBody = z.strictObject({
+  role: apiTokenRole,
+  name: z.string().trim().min(1).max(100),
+});
+export type ApiTokenView = { id: string; name: string; role: "admin" | "viewer"; createdAt: string };

@@ -50,12 +50,17 @@ export const deployments = sqliteTable(
 // docs/protocol.md §Idempotent requests: a POST /api/v1/deployments repeated with the
 // same Idempotency-Key returns the deployment the first request created. The row is
 // written in the same D1 batch as the deployment, so it exists iff the deployment does.
-export const idempotencyKeys = sqliteTable("idempotency_keys", {
-  key: text("key").primaryKey(),
-  requestHash: text("request_hash").notNull(), // SHA-256 of the canonical parsed body
-  deploymentId: text("deployment_id").notNull(),
-  createdAt: integer("created_at").notNull(),
-});
+// Keys expire after 24 h (IDEMPOTENCY_KEY_TTL_MS); the cron deletes them by age.
+export const idempotencyKeys = sqliteTable(
+  "idempotency_keys",
+  {
+    key: text("key").primaryKey(),
+    requestHash: text("request_hash").notNull(), // SHA-256 of the canonical parsed body
+    deploymentId: text("deployment_id").notNull(),
+    createdAt: integer("created_at").notNull(),
+  },
+  (t) => [index("idempotency_keys_created_at").on(t.createdAt)],
+);
 
 // One row per (deployment, agent): the command that carries that agent's steps.
 // dispatchedAt stays null until the agent's Durable Object has stored the
@@ -89,11 +94,20 @@ export const deploymentSteps = sqliteTable(
     }).notNull(),
     exitCode: integer("exit_code"),
     reason: text("reason"),
+    // When the work happened on the agent, placed on the server's clock
+    // (docs/protocol.md §Reports, "Times"); reportedAt: when the server received the
+    // final result (an outage can put the two far apart).
     startedAt: integer("started_at"),
     finishedAt: integer("finished_at"),
+    reportedAt: integer("reported_at"),
     logLength: integer("log_length").notNull().default(0),
   },
-  (t) => [index("deployment_steps_deployment").on(t.deploymentId, t.agentId, t.position)],
+  (t) => [
+    index("deployment_steps_deployment").on(t.deploymentId, t.agentId, t.position),
+    // Step counts by status for the deployment list, read from the index alone.
+    index("deployment_steps_status").on(t.deploymentId, t.status),
+    index("deployment_steps_agent_status").on(t.agentId, t.status),
+  ],
 );
 
 // A step's output as byte chunks keyed by their offset: an upload retried at the

@@ -1,5 +1,5 @@
 // The AgentChannel Durable Object's SQLite ledger: one per agent.
-import { sqliteTable, text, integer, index } from "drizzle-orm/sqlite-core";
+import { sqliteTable, text, integer, index, uniqueIndex } from "drizzle-orm/sqlite-core";
 
 // Commands for the agent. seq is dense and increasing (1, 2, 3, …); the agent's
 // `after=` on a pull is a cumulative acknowledgement of everything up to it.
@@ -45,7 +45,10 @@ export const dueWork = sqliteTable(
   (t) => [index("due_work_due_at").on(t.dueAt)],
 );
 
-// Every report id ever applied: a re-sent report is acknowledged again, not re-applied.
+// Report ids applied while their step is still open: a re-sent report is acknowledged
+// again, not re-applied. Once a step's final report is applied (or the server ended it)
+// the step's row in command_steps answers for it, and its ids here are pruned
+// (docs/protocol.md §Reports), so this table holds at most two rows per open step.
 export const appliedReports = sqliteTable("applied_reports", {
   id: text("id").primaryKey(),
   appliedAt: integer("applied_at").notNull(),
@@ -54,16 +57,24 @@ export const appliedReports = sqliteTable("applied_reports", {
 // Applied reports not yet written to D1 (the DO cannot commit to both at once), and the
 // server's own decisions about this agent's steps (agent-lost, revoked), kept in the same
 // ordered queue so a late report is always projected after the decision it follows.
-export const projectionOutbox = sqliteTable("projection_outbox", {
-  reportId: text("report_id").primaryKey(), // the report id, or "agent-lost:<seq>" / "revoked:<seq>"
-  kind: text("kind", { enum: ["report", "agent-lost", "revoked"] }).notNull().default("report"),
-  body: text("body").notNull(), // JSON of the wire Report, or of the ProjectionJob
-  attempts: integer("attempts").notNull().default(0),
-  lastError: text("last_error"),
-  createdAt: integer("created_at").notNull(),
-});
+// `kind` + `key` name a job: a report's key is its id; a server job's key is its own
+// ("<seq>"), in its own namespace, so no report id can ever shadow a server decision.
+export const projectionOutbox = sqliteTable(
+  "projection_outbox",
+  {
+    order: integer("ord").primaryKey({ autoIncrement: true }),
+    kind: text("kind", { enum: ["report", "agent-lost", "revoked"] }).notNull(),
+    key: text("key").notNull(),
+    body: text("body").notNull(), // JSON of the ProjectionJob's payload
+    attempts: integer("attempts").notNull().default(0),
+    lastError: text("last_error"),
+    createdAt: integer("created_at").notNull(),
+  },
+  (t) => [uniqueIndex("projection_outbox_job").on(t.kind, t.key)],
+);
 
-// Small key/value facts about this channel (agent id and name, acked seq, presence).
+// Small key/value facts about this channel (agent id, acked seq, presence, what was last
+// written to D1, when the alarm was expected).
 export const channelMeta = sqliteTable("channel_meta", {
   key: text("key").primaryKey(),
   value: text("value").notNull(),

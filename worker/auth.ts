@@ -1,7 +1,9 @@
 // Who is calling: admins/viewers on /api/v1 (bearer token), agents on /agent/v1
 // (bearer credential). Identity always comes from the secret, never from the URL.
 import { and, eq, isNull } from "drizzle-orm";
+import { AGENT_REVOKED } from "../schema/agent-api.ts";
 import { agents, apiTokens } from "../schema/d1.ts";
+import { countAuthFailure } from "./auth-failures.ts";
 import { secretEquals, sha256Hex } from "./crypto.ts";
 import { d1 } from "./db.ts";
 import type { Env } from "./env.ts";
@@ -9,17 +11,23 @@ import { HttpError } from "./http-errors.ts";
 
 export type Role = "admin" | "viewer";
 
-export function bearerToken(request: Request): string {
+// A 401 that counts against the caller's address (worker/auth-failures.ts).
+async function refuse(request: Request, env: Env, message: string, extra: Record<string, unknown> = {}): Promise<never> {
+  await countAuthFailure(request, env);
+  throw new HttpError(401, message, extra);
+}
+
+export async function bearerToken(request: Request, env: Env): Promise<string> {
   const header = request.headers.get("authorization");
-  if (!header) throw new HttpError(401, "missing Authorization: Bearer <token> header");
+  if (!header) return refuse(request, env, "missing Authorization: Bearer <token> header");
   const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
-  if (!m) throw new HttpError(401, "Authorization header must be 'Bearer <token>'");
+  if (!m) return refuse(request, env, "Authorization header must be 'Bearer <token>'");
   return m[1];
 }
 
 // Viewers may read; anything that changes state needs admin.
 export async function requireApiRole(request: Request, env: Env, needs: Role): Promise<Role> {
-  const token = bearerToken(request);
+  const token = await bearerToken(request, env);
   let role: Role | null = null;
   if (env.OUTPOST_ADMIN_TOKEN && (await secretEquals(token, env.OUTPOST_ADMIN_TOKEN))) {
     role = "admin";
@@ -31,21 +39,23 @@ export async function requireApiRole(request: Request, env: Env, needs: Role): P
       .get();
     role = row?.role ?? null;
   }
-  if (!role) throw new HttpError(401, "invalid API token");
+  if (!role) return refuse(request, env, "invalid API token");
   if (needs === "admin" && role !== "admin") throw new HttpError(403, "this API token may only read");
   return role;
 }
 
 export type AgentIdentity = { id: string; name: string };
 
+// docs/agent-api.md: only a revoked agent's 401 says `code: "agent-revoked"` (stop for
+// good); an unknown credential is a plain 401 the agent retries.
 export async function requireAgent(request: Request, env: Env): Promise<AgentIdentity> {
-  const credential = bearerToken(request);
+  const credential = await bearerToken(request, env);
   const row = await d1(env)
     .select({ id: agents.id, name: agents.name, revokedAt: agents.revokedAt })
     .from(agents)
     .where(eq(agents.credentialHash, await sha256Hex(credential)))
     .get();
-  if (!row) throw new HttpError(401, "invalid agent credential");
-  if (row.revokedAt !== null) throw new HttpError(401, "this agent has been revoked");
+  if (!row) return refuse(request, env, "invalid agent credential");
+  if (row.revokedAt !== null) return refuse(request, env, "this agent has been revoked", { code: AGENT_REVOKED });
   return { id: row.id, name: row.name };
 }

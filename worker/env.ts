@@ -5,6 +5,8 @@ export interface Env {
   DB: D1Database;
   AGENT_CHANNEL: DurableObjectNamespace<AgentChannel>;
   ASSETS?: Fetcher;
+  /** Counts failed authentications per client address (worker/auth-failures.ts). */
+  AUTH_FAILURES?: RateLimit;
   /** Admin bearer token for /api/v1 (a secret in production). Unset: only api_tokens rows work. */
   OUTPOST_ADMIN_TOKEN?: string;
   /** Presence: an agent without a heartbeat for this long is offline (default TIMING.offlineAfterMs). */

@@ -2,6 +2,7 @@
 // interrupted dispatches. Static web assets are served before the Worker runs.
 import type { Env } from "./env.ts";
 import { redispatchStale } from "./deployments/dispatch.ts";
+import { purgeExpiredKeys } from "./deployments/idempotency.ts";
 import { buildRouter } from "./router.ts";
 
 export { AgentChannel } from "../durable-objects/agent-channel.ts";
@@ -16,5 +17,6 @@ export default {
   async scheduled(_controller, env) {
     const { attempted, failed } = await redispatchStale(env, Date.now());
     if (attempted > 0) console.log(`cron: re-dispatched ${attempted - failed} of ${attempted} interrupted dispatch(es)`);
+    await purgeExpiredKeys(env, Date.now());
   },
 } satisfies ExportedHandler<Env>;

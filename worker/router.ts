@@ -5,6 +5,7 @@ import type { Env } from "./env.ts";
 import { errorResponse, toErrorResponse } from "./http-errors.ts";
 import { openChannel, postReports, pullCommands, putStepLog } from "./routes/agent-api.ts";
 import { evictAgentChannel, getAgent, listAgents, revokeAgent } from "./routes/agents.ts";
+import { createApiToken, listApiTokens, revokeApiToken } from "./routes/api-tokens.ts";
 import { getDeployment, getDeployments, getStepLog, postDeployment } from "./routes/deployments.ts";
 import { createRegistrationToken, registerAgent } from "./routes/registration.ts";
 
@@ -15,6 +16,8 @@ type Method = "GET" | "POST" | "PUT" | "DELETE";
 
 const ROUTES: [path: string, methods: Partial<Record<Method, Handler>>][] = [
   ["/api/v1/registration-tokens", { POST: createRegistrationToken }],
+  ["/api/v1/api-tokens", { GET: listApiTokens, POST: createApiToken }],
+  ["/api/v1/api-tokens/:id", { DELETE: revokeApiToken }],
   ["/api/v1/agents", { GET: listAgents }],
   ["/api/v1/agents/:id", { GET: getAgent, DELETE: revokeAgent }],
   ["/api/v1/test-hooks/agents/:id/evict", { POST: evictAgentChannel }],

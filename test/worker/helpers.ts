@@ -5,9 +5,13 @@ import type { RegisterResponse, ServerMessage } from "../../schema/agent-api.ts"
 
 export const ADMIN = "test-admin";
 const BASE = "https://outpost.test";
+// Failed authentications are counted per client address (worker/auth-failures.ts) in a
+// limiter the test files share: each file calls from an address of its own.
+export const CLIENT_IP = `10.${Math.floor(Math.random() * 250)}.${Math.floor(Math.random() * 250)}.${Math.floor(Math.random() * 250)}`;
 
 export function call(path: string, init: RequestInit = {}, token: string | null = ADMIN): Promise<Response> {
   const headers = new Headers(init.headers);
+  if (!headers.has("cf-connecting-ip")) headers.set("cf-connecting-ip", CLIENT_IP);
   if (token !== null && !headers.has("authorization")) headers.set("authorization", `Bearer ${token}`);
   if (typeof init.body === "string" && !headers.has("content-type")) headers.set("content-type", "application/json");
   return exports.default.fetch(new Request(`${BASE}${path}`, { ...init, headers }));
@@ -148,7 +152,7 @@ type Cmd = import("../../schema/agent-api.ts").Command;
 type Rep = import("../../schema/agent-api.ts").Report;
 
 export function postReports(agent: TestAgent, reports: Rep[]): Promise<Response> {
-  return agentCall(agent, "/agent/v1/reports", { method: "POST", body: JSON.stringify({ reports }) });
+  return agentCall(agent, "/agent/v1/reports", { method: "POST", body: JSON.stringify({ reports, sentAt: Date.now() }) });
 }
 
 export function startedReport(cmd: Cmd, i: number): Rep {
@@ -182,5 +186,16 @@ export async function withClockAhead<T>(ms: number, fn: () => Promise<T>): Promi
     return await fn();
   } finally {
     Date.now = realNow;
+  }
+}
+
+// Moves the clock from `fromMs` to `toMs` ahead of now in steps, running the Durable
+// Object's alarm at each: a server that stays up, its alarm firing on time. (One jump
+// would look like a server that was down meanwhile: durable-objects/uptime.ts.)
+export async function tickAlarms(stub: DurableObjectStub, fromMs: number, toMs: number, stepMs = 4000): Promise<void> {
+  const { runDurableObjectAlarm } = await import("cloudflare:test");
+  for (let t = Math.min(fromMs + stepMs, toMs); ; t = Math.min(t + stepMs, toMs)) {
+    await withClockAhead(t, async () => void (await runDurableObjectAlarm(stub)));
+    if (t >= toMs) return;
   }
 }

@@ -117,22 +117,9 @@ describe("POST /api/v1/deployments", () => {
 });
 
 describe("GET /api/v1/deployments", () => {
-  it("lists newest first with steps, honouring ?limit", async () => {
-    const a = await registerAgent("lister");
-    const first = await createDeployment([a.name]);
-    await new Promise((r) => setTimeout(r, 5));
-    const second = await createDeployment([a.name]);
-    const res = await call("/api/v1/deployments?limit=2");
-    expect(res.status).toBe(200);
-    const { deployments } = (await res.json()) as { deployments: { id: string; steps: unknown[] }[] };
-    expect(deployments.map((d) => d.id)).toEqual([second, first]);
-    expect(deployments[0].steps).toHaveLength(1);
-    const one = (await (await call("/api/v1/deployments?limit=1")).json()) as { deployments: unknown[] };
-    expect(one.deployments).toHaveLength(1);
-  });
   it("rejects a bad limit with 400", async () => {
     await expectError(await call("/api/v1/deployments?limit=0"), 400, /limit/);
-    await expectError(await call("/api/v1/deployments?limit=201"), 400, /limit/);
+    await expectError(await call("/api/v1/deployments?limit=101"), 400, /limit/);
     await expectError(await call("/api/v1/deployments?limit=abc"), 400, /limit/);
   });
   it("answers 404 for an unknown deployment or step", async () => {

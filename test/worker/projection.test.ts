@@ -22,14 +22,14 @@ describe("projection retries", () => {
 
     // An honest D1 failure: the table the projection writes to is gone for a while.
     await env.DB.exec("ALTER TABLE deployments RENAME TO deployments_offline");
-    const res = await agentCall(agent, "/agent/v1/reports", { method: "POST", body: JSON.stringify({ reports }) });
+    const res = await agentCall(agent, "/agent/v1/reports", { method: "POST", body: JSON.stringify({ reports, sentAt: Date.now() }) });
     expect(res.status).toBe(200);
     expect(await res.json()).toEqual({ acked: reports.map((r) => r.id) });
 
     const stub = env.AGENT_CHANNEL.get(env.AGENT_CHANNEL.idFromName(agent.agentId));
     await runInDurableObject(stub, async (_i: AgentChannel, state) => {
-      const rows = state.storage.sql.exec("SELECT report_id, attempts, last_error FROM projection_outbox ORDER BY report_id").toArray();
-      expect(rows.map((r) => r.report_id)).toEqual(reports.map((r) => r.id).sort());
+      const rows = state.storage.sql.exec("SELECT kind, key, attempts, last_error FROM projection_outbox ORDER BY ord").toArray();
+      expect(rows.map((r) => [r.kind, r.key])).toEqual(reports.map((r) => ["report", r.id]));
       for (const r of rows) {
         expect(r.attempts).toBe(1);
         expect(String(r.last_error)).toMatch(/deployments/);

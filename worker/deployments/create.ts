@@ -2,7 +2,7 @@
 // Idempotency-Key row, when given) are written in one atomic D1 batch; dispatch to
 // the agents happens afterwards.
 import { sql } from "drizzle-orm";
-import { DEFAULT_AGENT_LOST_AFTER_SECONDS, type CreateDeploymentBody } from "../../schema/api.ts";
+import { DEFAULT_AGENT_LOST_AFTER_SECONDS, IDEMPOTENCY_KEY_TTL_MS, type CreateDeploymentBody } from "../../schema/api.ts";
 import { commandIdFor } from "../../durable-objects/rules.ts";
 import { prepared, type Db } from "../db.ts";
 import { HttpError } from "../http-errors.ts";
@@ -46,10 +46,14 @@ export async function createDeployment(
   // Rows travel as one JSON parameter per statement (json_each) to stay within
   // D1's 100-bound-parameters limit whatever the number of steps.
   // The key row goes first: when another request already holds the key, its UNIQUE
-  // violation rolls the whole batch back and the caller looks up the winner.
+  // violation rolls the whole batch back and the caller looks up the winner. An expired
+  // row of the same key is removed in the same batch.
   await raw.batch([
     ...(claim
-      ? [prepared(raw, sql`INSERT INTO idempotency_keys (key, request_hash, deployment_id, created_at) VALUES (${claim.key}, ${claim.requestHash}, ${id}, ${now})`)]
+      ? [
+          prepared(raw, sql`DELETE FROM idempotency_keys WHERE key = ${claim.key} AND created_at <= ${now - IDEMPOTENCY_KEY_TTL_MS}`),
+          prepared(raw, sql`INSERT INTO idempotency_keys (key, request_hash, deployment_id, created_at) VALUES (${claim.key}, ${claim.requestHash}, ${id}, ${now})`),
+        ]
       : []),
     prepared(raw, sql`INSERT INTO deployments (id, name, status, created_at, updated_at, agent_lost_after_seconds)
                       VALUES (${id}, ${name}, 'queued', ${now}, ${now}, ${agentLostAfterSeconds})`),

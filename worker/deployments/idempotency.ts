@@ -2,8 +2,8 @@
 // Idempotency-Key. The key row is written in the deployment's own D1 batch, so "the
 // key exists" and "the deployment exists" are one fact; a repeat (same key, same
 // canonical body) gets the first deployment back and heals its undispatched targets.
-import { eq } from "drizzle-orm";
-import { IDEMPOTENCY_KEY_MAX, type CreateDeploymentBody } from "../../schema/api.ts";
+import { and, eq, gt, sql } from "drizzle-orm";
+import { IDEMPOTENCY_KEY_MAX, IDEMPOTENCY_KEY_TTL_MS, type CreateDeploymentBody } from "../../schema/api.ts";
 import { idempotencyKeys } from "../../schema/d1.ts";
 import { canonicalJson } from "../../durable-objects/rules.ts";
 import { sha256Hex } from "../crypto.ts";
@@ -28,13 +28,23 @@ export function requestHash(body: CreateDeploymentBody): Promise<string> {
   return sha256Hex(canonicalJson(body));
 }
 
-export async function findKey(env: Env, key: string): Promise<{ requestHash: string; deploymentId: string } | null> {
+// A key older than IDEMPOTENCY_KEY_TTL_MS is as good as absent (the deployment's own
+// batch replaces it, createDeployment).
+export async function findKey(env: Env, key: string, now: number): Promise<{ requestHash: string; deploymentId: string } | null> {
   const row = await d1(env)
     .select({ requestHash: idempotencyKeys.requestHash, deploymentId: idempotencyKeys.deploymentId })
     .from(idempotencyKeys)
-    .where(eq(idempotencyKeys.key, key))
+    .where(and(eq(idempotencyKeys.key, key), gt(idempotencyKeys.createdAt, now - IDEMPOTENCY_KEY_TTL_MS)))
     .get();
   return row ?? null;
+}
+
+// The cron's clean-up: expired keys go, a bounded number at a time.
+export async function purgeExpiredKeys(env: Env, now: number, limit = 1000): Promise<number> {
+  const res = await d1(env).run(
+    sql`DELETE FROM idempotency_keys WHERE key IN (SELECT key FROM idempotency_keys WHERE created_at <= ${now - IDEMPOTENCY_KEY_TTL_MS} LIMIT ${limit})`,
+  );
+  return res.meta.changes;
 }
 
 // The same key again: the first deployment, re-dispatching whatever it had not yet

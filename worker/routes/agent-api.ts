@@ -40,9 +40,9 @@ export async function pullCommands(request: ApiRequest, env: Env): Promise<Respo
 
 export async function postReports(request: ApiRequest, env: Env): Promise<Response> {
   const agent = await requireAgent(request, env);
-  const { reports } = await readJson(request, reportsRequest);
-  const outcome = await channel(env, agent).receiveReports(agent.id, reports);
-  if ("rejected" in outcome) throw new HttpError(outcome.status, outcome.rejected);
+  const { reports, sentAt } = await readJson(request, reportsRequest);
+  const outcome = await channel(env, agent).receiveReports(agent.id, reports, sentAt);
+  if ("rejected" in outcome) throw new HttpError(outcome.status, outcome.rejected, outcome.code ? { code: outcome.code } : {});
   return json({ acked: outcome.acked });
 }
 

@@ -1,12 +1,13 @@
 // /api/v1/agents: list, one agent with its channel's state, revoke; and the chaos
 // suite's eviction hook (only with OUTPOST_TEST_HOOKS=1).
-import { and, asc, eq, isNull } from "drizzle-orm";
+import { and, asc, eq, isNull, sql } from "drizzle-orm";
 import { z } from "zod";
 import type { AgentView } from "../../schema/api.ts";
 import { agents } from "../../schema/d1.ts";
 import { requireApiRole } from "../auth.ts";
 import { parseWith } from "../body.ts";
-import { d1 } from "../db.ts";
+import { revokedStatements } from "../../durable-objects/projection.ts";
+import { d1, prepared } from "../db.ts";
 import type { Env } from "../env.ts";
 import { errorResponse, HttpError, json } from "../http-errors.ts";
 import type { ApiRequest } from "../router.ts";
@@ -43,16 +44,23 @@ export async function getAgent(request: ApiRequest, env: Env): Promise<Response>
 }
 
 // docs/protocol.md §Revoke. Repeatable: a second call answers with the first revokedAt
-// (and ends any work dispatched in between).
+// (and ends any work dispatched in between). D1 is the truth: one batch refuses the
+// credential and cancels the agent's open steps, so whatever happens to the call to
+// the agent's channel, nothing the agent sends afterwards changes anything (every
+// later write checks revoked_at).
 export async function revokeAgent(request: ApiRequest, env: Env): Promise<Response> {
   await requireApiRole(request, env, "admin");
   const id = parseWith(pathId, request.params.id, "agent id");
   const now = Date.now();
   const db = d1(env);
-  await db.update(agents).set({ revokedAt: now }).where(and(eq(agents.id, id), isNull(agents.revokedAt))).run();
+  await env.DB.batch([
+    prepared(env.DB, sql`UPDATE agents SET revoked_at = ${now} WHERE id = ${id} AND revoked_at IS NULL`),
+    ...revokedStatements(env.DB, id, now),
+  ]);
   const row = await db.select({ id: agents.id, name: agents.name, revokedAt: agents.revokedAt }).from(agents).where(eq(agents.id, id)).get();
   if (!row || row.revokedAt === null) throw new HttpError(404, `agent ${id} not found`);
-  // D1 already refuses the credential; the DO closes sockets and ends the open work.
+  // D1 already refuses the credential and has ended the steps; the DO closes the
+  // sockets, releases long-polls and ends the commands in its ledger.
   try {
     await channel(env, id).revoke(id);
   } catch (e) {

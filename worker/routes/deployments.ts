@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { createDeploymentBody } from "../../schema/api.ts";
+import { createDeploymentBody, listDeploymentsQuery, logRangeQuery } from "../../schema/api.ts";
 import { requireApiRole } from "../auth.ts";
 import { parseWith, readJson, singleQuery } from "../body.ts";
 import { d1 } from "../db.ts";
@@ -7,13 +7,12 @@ import { createDeployment } from "../deployments/create.ts";
 import { dispatchAll, type DispatchTarget } from "../deployments/dispatch.ts";
 import { findKey, idempotencyKey, replay, requestHash } from "../deployments/idempotency.ts";
 import { isUniqueViolation } from "../d1-errors.ts";
-import { getDeploymentView, listDeploymentViews } from "../deployments/views.ts";
+import { decodeCursor, getDeploymentView, listDeploymentSummaries } from "../deployments/views.ts";
 import type { Env } from "../env.ts";
 import { HttpError, json } from "../http-errors.ts";
-import { readLog } from "../logs.ts";
+import { readLogRange } from "../logs.ts";
 import type { ApiRequest } from "../router.ts";
 
-const listQuery = z.strictObject({ limit: z.coerce.number().int().min(1).max(200).default(50) });
 const pathId = z.string().min(1).max(200);
 
 export async function postDeployment(request: ApiRequest, env: Env): Promise<Response> {
@@ -24,14 +23,14 @@ export async function postDeployment(request: ApiRequest, env: Env): Promise<Res
 
   // docs/protocol.md §Idempotent requests.
   const hash = await requestHash(body);
-  const known = await findKey(env, key);
+  const known = await findKey(env, key, Date.now());
   if (known) return replayed(await replay(env, key, known, hash));
   try {
     return created(env, await createDeployment(d1(env), env.DB, body, Date.now(), { key, requestHash: hash }));
   } catch (e) {
     if (!isUniqueViolation(e, "idempotency_keys.key")) throw e;
     // A concurrent request with this key won the race; its batch (and deployment) committed.
-    const winner = await findKey(env, key);
+    const winner = await findKey(env, key, Date.now());
     if (!winner) throw new Error(`Idempotency-Key '${key}' collided but no row is stored`, { cause: e });
     return replayed(await replay(env, key, winner, hash));
   }
@@ -51,8 +50,8 @@ function replayed(id: string): Response {
 
 export async function getDeployments(request: ApiRequest, env: Env): Promise<Response> {
   await requireApiRole(request, env, "viewer");
-  const { limit } = parseWith(listQuery, singleQuery(request.query), "query");
-  return json({ deployments: await listDeploymentViews(env.DB, limit) });
+  const { limit, before } = parseWith(listDeploymentsQuery, singleQuery(request.query), "query");
+  return json(await listDeploymentSummaries(env.DB, limit, before === undefined ? null : decodeCursor(before)));
 }
 
 export async function getDeployment(request: ApiRequest, env: Env): Promise<Response> {
@@ -63,12 +62,23 @@ export async function getDeployment(request: ApiRequest, env: Env): Promise<Resp
   return json(view);
 }
 
+// docs/api.md: at most `limit` bytes of the output from byte `offset` — raw bytes (a
+// range may cut a UTF-8 character: readers decode across ranges), with the size so far
+// and whether it is final, so a page can fetch only what is new.
 export async function getStepLog(request: ApiRequest, env: Env): Promise<Response> {
   await requireApiRole(request, env, "viewer");
   const id = parseWith(pathId, request.params.id, "deployment id");
   const stepId = parseWith(pathId, request.params.stepId, "step id");
-  const step = await env.DB.prepare("SELECT 1 AS found FROM deployment_steps WHERE id = ? AND deployment_id = ?").bind(stepId, id).first();
-  if (!step) throw new HttpError(404, `step ${stepId} of deployment ${id} not found`);
-  const bytes = await readLog(env, stepId);
-  return new Response(new TextDecoder("utf-8").decode(bytes), { status: 200, headers: { "content-type": "text/plain; charset=utf-8" } });
+  const { offset, limit } = parseWith(logRangeQuery, singleQuery(request.query), "query");
+  const range = await readLogRange(env, id, stepId, offset, limit);
+  if (!range) throw new HttpError(404, `step ${stepId} of deployment ${id} not found`);
+  return new Response(range.bytes, {
+    status: 200,
+    headers: {
+      "content-type": "text/plain; charset=utf-8",
+      "x-log-size": String(range.size),
+      "x-log-complete": String(range.complete),
+      "cache-control": "no-store",
+    },
+  });
 }
