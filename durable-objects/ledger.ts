@@ -7,7 +7,7 @@ import { migrate } from "drizzle-orm/durable-sqlite/migrator";
 import migrations from "../schema/migrations/ledger/migrations.js";
 import { appliedReports, channelMeta, commandSteps, commands, projectionOutbox } from "../schema/ledger.ts";
 import type { Command, CommandBody, Report } from "../schema/agent-api.ts";
-import { commandBody, reportIds, report as reportSchema } from "../schema/agent-api.ts";
+import { commandBody, reportIds, storedReport } from "../schema/agent-api.ts";
 import { LIMITS } from "../schema/limits.ts";
 import { placeOnServerClock } from "./rules.ts";
 
@@ -263,9 +263,9 @@ function parseJob(kind: string, body: string, createdAt: number): ProjectionJob 
   const value = JSON.parse(body) as Record<string, unknown>;
   if (kind === "report") {
     if ("report" in value && typeof value.at === "number" && typeof value.receivedAt === "number") {
-      return { kind, report: reportSchema.parse(value.report), at: value.at, receivedAt: value.receivedAt };
+      return { kind, report: storedReport.parse(value.report), at: value.at, receivedAt: value.receivedAt };
     }
-    const report = reportSchema.parse(value);
+    const report = storedReport.parse(value);
     return { kind, report, at: report.at, receivedAt: createdAt };
   }
   if (kind === "agent-lost" && typeof value.deploymentId === "string" && typeof value.at === "number") {

@@ -90,10 +90,13 @@ export function openPresence(deps: {
       if (wrote && greeted.length > 0 && work.revokedAt() === null) await dispatchFromD1(agentId, now);
     },
 
-    // From the close/error handlers: `closed` is the socket they handle.
+    // From the close/error handlers: `closed` is the socket they handle. Another open
+    // socket — greeted, or a reconnect that has not said hello yet — defers the
+    // decision: its own hello, close or the sweep settles it, so a reconnect costs no
+    // offline/online pair of D1 writes.
     async markOfflineUnlessConnected(closed: WebSocket): Promise<void> {
       const agentId = ledger.agentId();
-      if (!agentId || greetedSockets(sockets.getWebSockets(), closed).length > 0) return;
+      if (!agentId || openSockets(sockets.getWebSockets(), closed).length > 0) return;
       work.wentOffline(clock());
       await alarm.scheduleNext();
       await serially(async () => {

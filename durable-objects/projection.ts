@@ -42,11 +42,13 @@ function reportStatements(agentId: string, r: Report, at: number, receivedAt: nu
 }
 
 // Mirrors rules.ts deploymentOutcome: ends the deployment once no step is active; a
-// terminal deployment is never touched again. It finished when its last step did.
+// terminal deployment is never touched again. It runs once a step has left pending, and
+// finished when its last step did.
 function deploymentStatements(deploymentIds: SQL, now: number): SQL[] {
   return [
     sql`UPDATE deployments SET status = 'running', updated_at = ${now}
-         WHERE id IN ${deploymentIds} AND status = 'queued'`,
+         WHERE id IN ${deploymentIds} AND status = 'queued'
+           AND EXISTS (SELECT 1 FROM deployment_steps s WHERE s.deployment_id = deployments.id AND s.status <> 'pending')`,
     sql`UPDATE deployments
            SET status = CASE WHEN EXISTS (SELECT 1 FROM deployment_steps s
                                            WHERE s.deployment_id = deployments.id

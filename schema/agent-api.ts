@@ -92,7 +92,10 @@ const stepFinishedFields = z.strictObject({
   reason: z.string().max(500).nullable(),
   at: epochMs,
 });
-export const report = z.discriminatedUnion("type", [stepStartedFields, stepFinishedFields]).superRefine((r, ctx) => {
+// The report shape without the id rule: only for reading back what a ledger stored
+// before the rule existed (its ids were accepted then and must still drain).
+export const storedReport = z.discriminatedUnion("type", [stepStartedFields, stepFinishedFields]);
+export const report = storedReport.superRefine((r, ctx) => {
   const expected = REPORT_ID_RULE[r.type](r.stepId);
   if (r.id !== expected) ctx.addIssue({ code: "custom", path: ["id"], message: `a ${r.type} report's id must be '${expected}'` });
 });

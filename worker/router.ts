@@ -3,6 +3,7 @@
 import { Router, type IRequest } from "itty-router";
 import type { Env } from "./env.ts";
 import { errorResponse, toErrorResponse } from "./http-errors.ts";
+import { withSecurityHeaders } from "./security-headers.ts";
 import { openChannel, postReports, pullCommands, putStepLog } from "./routes/agent-api.ts";
 import { evictAgentChannel, getAgent, listAgents, revokeAgent } from "./routes/agents.ts";
 import { createApiToken, listApiTokens, revokeApiToken } from "./routes/api-tokens.ts";
@@ -36,7 +37,7 @@ export function buildRouter() {
     catch: (err, request) => toErrorResponse(err, request),
     finally: [
       (response: Response | undefined, request: ApiRequest) =>
-        response ?? errorResponse(404, `no such endpoint: ${request.method} ${new URL(request.url).pathname}`),
+        withSecurityHeaders(response ?? errorResponse(404, `no such endpoint: ${request.method} ${new URL(request.url).pathname}`)),
     ],
   });
   for (const [path, methods] of ROUTES) {
