@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { agentLostDeadline, applyFinished, canonicalJson, commandIdFor, deploymentOutcome, parseOfflineAfterMs, projectionBackoffMs, splitByLiveness } from "./rules.ts";
+import { agentLostDeadline, applyFinished, canonicalJson, commandIdFor, deploymentOutcome, parseOfflineAfterMs, projectionBackoffMs, splitByLiveness, placeOnServerClock } from "./rules.ts";
 
 describe("deploymentOutcome", () => {
   it("is undecided while any step is pending or running", () => {
@@ -83,5 +83,16 @@ describe("canonicalJson", () => {
   it("ignores key order and undefined fields, keeps array order", () => {
     expect(canonicalJson({ b: 1, a: [2, { d: 1, c: undefined }] })).toBe(canonicalJson({ a: [2, { d: 1 }], b: 1 }));
     expect(canonicalJson([1, 2])).not.toBe(canonicalJson([2, 1]));
+  });
+});
+
+// docs/protocol.md §Reports, "Times"
+describe("placeOnServerClock", () => {
+  it("shifts the agent's time by the batch offset and never past the moment of receipt", () => {
+    // The agent's clock is 10 min behind: offset +10 min puts its times right.
+    expect(placeOnServerClock(1_000_000, 600_000, 2_000_000)).toBe(1_600_000);
+    // A clock ahead, or a report about the future: clamped to the receipt.
+    expect(placeOnServerClock(5_000_000, 0, 2_000_000)).toBe(2_000_000);
+    expect(placeOnServerClock(100, -1_000, 2_000_000)).toBe(0);
   });
 });

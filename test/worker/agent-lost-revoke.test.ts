@@ -6,7 +6,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { AgentChannel } from "../../durable-objects/agent-channel.ts";
 import {
-  agentCall, call, createDeployment, deploymentView, expectError, finishedReport, postJson, pull, postReports, registerAgent, registrationToken,
+  agentCall, call, createDeployment, deploymentView, eventually, expectError, finishedReport, postJson, pull, postReports, registerAgent, registrationToken,
   startedReport, TestSocket, tickAlarms, withClockAhead, type TestAgent,
 } from "./helpers.ts";
 
@@ -91,6 +91,50 @@ describe("§Agent lost", () => {
     await withClockAhead(120_000, async () => void (await runDurableObjectAlarm(stub(agent))));
     expect((await deploymentView(id)).steps[0].status).toBe("pending");
     again.ws.close(1000, "bye");
+  });
+
+  // Found by using it: `npm start`, a 30 s step, Ctrl-C, `npm start` 40 minutes later:
+  // the deployment was failed as agent-lost a second before the agent reconnected.
+  it("does not count server downtime: after a restart the agent gets its time to come back", async () => {
+    const agent = await registerAgent("lost-downtime");
+    const socket = await TestSocket.open(agent);
+    socket.hello();
+    await socket.next("welcome");
+    const id = await createDeployment([agent.name], undefined, { agentLostAfterSeconds: 60 });
+    socket.ws.close(1000, "agent stopped");
+    const due = async () => (await dueWork(agent))[0]?.due_at;
+    await eventually(async () => (await due()) !== undefined, "a deadline once offline");
+    const deadline = (await due())!;
+
+    // Two seconds of up time, then the server is down for 40 minutes: its next alarm
+    // (a tick) fires only when it is back, 40 minutes late.
+    await tickAlarms(stub(agent), 0, 2_000, 2_000);
+    const back = 40 * 60_000;
+    await withClockAhead(back, async () => void (await runDurableObjectAlarm(stub(agent))));
+    expect((await deploymentView(id)).status).toBe("queued");
+    const moved = (await due())!;
+    expect(moved).toBeGreaterThan(deadline + back - 120_000); // the downtime, give or take a tick
+    expect(moved).toBeGreaterThanOrEqual(Date.now() + back + 60_000 - 1_000); // at least the grace period from now
+
+    // The server stays up; the agent does not return: lost once its up-time deadline passes.
+    await tickAlarms(stub(agent), back, moved - Date.now() + 5_000);
+    const view = await deploymentView(id);
+    expect(view.status).toBe("failed");
+    expect(view.steps[0].reason).toBe("agent-lost");
+  });
+
+  it("a short outage right at the deadline still leaves the agent a grace period", async () => {
+    const agent = await registerAgent("lost-grace");
+    const id = await createDeployment([agent.name], undefined, { agentLostAfterSeconds: 60 });
+    const deadline = (await dueWork(agent))[0].due_at;
+    const start = Date.now();
+    // Up until 50 s (the alarm ticking every 5 s by then); down from 50 s to 70 s, past
+    // the deadline at 60 s: the tick due at 55 s fires 15 s late.
+    await tickAlarms(stub(agent), 0, 50_000, 5_000);
+    await withClockAhead(70_000, async () => void (await runDurableObjectAlarm(stub(agent))));
+    expect((await deploymentView(id)).status).toBe("queued");
+    expect((await dueWork(agent))[0].due_at).toBeGreaterThanOrEqual(start + 70_000 + 60_000 - 1_000);
+    expect(deadline).toBeLessThan(start + 61_000);
   });
 
   it("rejects an invalid agentLostAfterSeconds with 400", async () => {

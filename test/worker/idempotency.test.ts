@@ -66,3 +66,32 @@ describe("§Idempotent requests", () => {
     expect(row?.at).not.toBeNull();
   });
 });
+
+describe("§Idempotent requests: keys expire after 24 h", () => {
+  it("a key older than 24 h names a new deployment; the cron purges expired keys", async () => {
+    const { purgeExpiredKeys } = await import("../../worker/deployments/idempotency.ts");
+    const agent = await registerAgent("idem-expiry");
+    const first = (await (await post(body(agent.name), "key-expiry")).json()) as { id: string };
+    // Within 24 h: the same deployment (and another body is still a 422).
+    const { withClockAhead } = await import("./helpers.ts");
+    await withClockAhead(23 * 3600_000, async () => {
+      const again = await post(body(agent.name), "key-expiry");
+      expect(await again.json()).toEqual({ id: first.id });
+      await expectError(await post(body(agent.name, "false"), "key-expiry"), 422);
+    });
+    // After 24 h: the key is free; the same request makes a new deployment.
+    await withClockAhead(25 * 3600_000, async () => {
+      const later = await post(body(agent.name), "key-expiry");
+      expect(later.status).toBe(201);
+      expect(later.headers.get("idempotent-replayed")).toBeNull();
+      const { id } = (await later.json()) as { id: string };
+      expect(id).not.toBe(first.id);
+      // …and that one is what the key answers for now.
+      expect(await (await post(body(agent.name), "key-expiry")).json()).toEqual({ id });
+    });
+    const old = await env.DB.prepare("INSERT INTO idempotency_keys (key, request_hash, deployment_id, created_at) VALUES ('stale', 'h', 'd', ?)").bind(Date.now() - 25 * 3600_000).run();
+    expect(old.meta.changes).toBe(1);
+    expect(await purgeExpiredKeys(env, Date.now())).toBeGreaterThanOrEqual(1);
+    expect(await env.DB.prepare("SELECT count(*) AS n FROM idempotency_keys WHERE key = 'stale'").first<{ n: number }>()).toEqual({ n: 0 });
+  });
+});
