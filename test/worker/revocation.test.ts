@@ -7,7 +7,8 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { AgentChannel } from "../../durable-objects/agent-channel.ts";
 import { AGENT_REVOKED } from "../../schema/agent-api.ts";
-import { appendLog } from "../../worker/logs.ts";
+import { openLedger } from "../../durable-objects/ledger.ts";
+import { appendLog, tryAppendAt } from "../../worker/logs.ts";
 import { HttpError } from "../../worker/http-errors.ts";
 import {
   agentCall, call, createDeployment, deploymentView, eventually, expectError, finishedReport, pull, postReports, registerAgent, startedReport, TestSocket,
@@ -62,6 +63,10 @@ describe("revocation gaps", () => {
       (e: unknown) => e instanceof HttpError && e.status === 401 && e.extra.code === AGENT_REVOKED,
     );
     expect(await logLength(stepId)).toBe(0);
+    // Even past that check (the revoke landing between the check and the write): the
+    // write itself is guarded.
+    expect(await tryAppendAt(env, stepId, 0, enc.encode("in flight"))).toBe(false);
+    expect(await logLength(stepId)).toBe(0);
     const outcome = await stub(agent).receiveReports(agent.agentId, [startedReport(cmd, 0), finishedReport(cmd, 0, "succeeded", 0)], Date.now());
     expect(outcome).toHaveProperty("acked"); // the channel did not know yet…
     await runDurableObjectAlarm(stub(agent));
@@ -93,6 +98,35 @@ describe("revocation gaps", () => {
     await runInDurableObject(stub(agent), (_i: AgentChannel, state) => {
       expect(state.storage.sql.exec("SELECT count(*) AS n FROM commands WHERE finished_at IS NULL").one().n).toBe(0);
     });
+  });
+
+  it("a hello on a socket opened before the revoke does not mark the agent online; the channel ends its work", async () => {
+    const agent = await registerAgent("rev-hello");
+    const id = await createDeployment([agent.name]);
+    const socket = await TestSocket.open(agent);
+    await revokeInD1Only(agent);
+    socket.hello();
+    await socket.until(() => socket.closed, "the socket to close");
+    expect(socket.closed?.code).toBe(4003);
+    const row = await env.DB.prepare("SELECT status FROM agents WHERE id = ?").bind(agent.agentId).first<{ status: string }>();
+    expect(row?.status).toBe("offline");
+    await eventually(async () => (await deploymentView(id)).steps[0].status === "canceled", "the step canceled");
+  });
+
+  it("a DELETE whose call to the channel fails still revokes and ends the work in D1 (503: repeat it)", async () => {
+    const agent = await registerAgent("rev-503");
+    const id = await createDeployment([agent.name]);
+    // Break the channel: it now believes it belongs to another agent and refuses the call.
+    await runInDurableObject(stub(agent), (_i: AgentChannel, state) => {
+      state.storage.sql.exec("UPDATE channel_meta SET value = 'someone-else' WHERE key = 'agent_id'");
+      expect(openLedger(state.storage).agentId()).toBe("someone-else");
+    });
+    const res = await call(`/api/v1/agents/${agent.agentId}`, { method: "DELETE" });
+    await expectError(res, 503, /repeat the request/);
+    const view = await deploymentView(id);
+    expect(view.steps.map((s) => [s.status, s.reason])).toEqual([["canceled", "agent revoked"]]);
+    expect(view.status).toBe("failed");
+    await expectError(await agentCall(agent, "/agent/v1/commands?after=0"), 401, /revoked/);
   });
 
   it("a log upload to a step that has ended is refused with 410; a retry of bytes already held still answers 200", async () => {
