@@ -12,7 +12,7 @@ export const LIMITS = {
   wsMessageBytes: 64 * 1024,
 } as const;
 
-// Presence and reconnect defaults (DESIGN.md §2); each can be overridden.
+// Presence and reconnect defaults (docs/protocol.md §Presence, §Reconnect); each can be overridden.
 export const TIMING = {
   heartbeatMs: 10_000,
   offlineAfterMs: 30_000,
