@@ -1,0 +1,145 @@
+// The test plays the agent itself over the agent API (docs/agent-api.md), so that what
+// the page shows is driven step by step: a WebSocket that said hello makes it online,
+// closing it makes it offline; commands are pulled, log bytes uploaded and results
+// reported exactly when the test says.
+import WebSocket from "ws";
+import type { TestServer } from "../support/local-server.ts";
+
+type Command = { seq: number; deploymentId: string; steps: { stepId: string; name: string; command: string }[] };
+
+export class FakeAgent {
+  agentId = "";
+  credential = "";
+  private lastSeq = 0;
+  private readonly commands = new Map<string, Command>();
+  private ws: WebSocket | undefined;
+  private heartbeat: NodeJS.Timeout | undefined;
+  // The close code of the last socket, once it closed.
+  closeCode: Promise<number> = Promise.resolve(0);
+
+  readonly server: TestServer;
+  readonly name: string;
+
+  constructor(server: TestServer, name: string) {
+    this.server = server;
+    this.name = name;
+  }
+
+  // Registers with a registration token (a new one from the API unless given).
+  async register(token?: string): Promise<this> {
+    if (!token) {
+      const t = await this.server.api("POST", "/api/v1/registration-tokens", {});
+      if (t.status !== 201) throw new Error(`registration token: ${t.status} ${t.text}`);
+      token = t.json.token as string;
+    }
+    const r = await this.call("POST", "/agent/v1/register", { token, name: this.name, version: "fake-1.0" }, false);
+    if (r.status !== 201) throw new Error(`register ${this.name}: ${r.status} ${JSON.stringify(r.json)}`);
+    this.agentId = r.json.agentId;
+    this.credential = r.json.credential;
+    return this;
+  }
+
+  // Opens the channel and says hello; resolves once welcomed (the agent is then online).
+  async connect(running: string[] = []): Promise<void> {
+    const ws = new WebSocket(this.server.base.replace(/^http/, "ws") + "/agent/v1/channel", {
+      headers: { authorization: `Bearer ${this.credential}` },
+    });
+    this.ws = ws;
+    this.closeCode = new Promise((resolve) => ws.on("close", (code) => resolve(code)));
+    await new Promise<void>((resolve, reject) => {
+      ws.once("error", reject);
+      ws.on("message", (data) => {
+        const text = data.toString();
+        if (text === "pong") return;
+        if (JSON.parse(text).type === "welcome") resolve();
+      });
+      ws.once("open", () =>
+        ws.send(JSON.stringify({ type: "hello", version: "fake-1.0", lastSeq: this.lastSeq, running, reports: [], pendingReports: 0 })));
+      ws.once("close", (code) => reject(new Error(`channel closed (${code}) before the welcome`)));
+    });
+    this.heartbeat = setInterval(() => ws.readyState === WebSocket.OPEN && ws.send("ping"), 5000);
+    this.heartbeat.unref();
+  }
+
+  async disconnect(): Promise<void> {
+    clearInterval(this.heartbeat);
+    const ws = this.ws;
+    this.ws = undefined;
+    if (!ws || ws.readyState === WebSocket.CLOSED) return;
+    ws.close(1000, "bye");
+    await this.closeCode;
+  }
+
+  // Pulls until the deployment's command is here; returns it.
+  async command(deploymentId: string, ms = 15_000): Promise<Command> {
+    const t0 = Date.now();
+    while (!this.commands.has(deploymentId)) {
+      if (Date.now() - t0 > ms) throw new Error(`${this.name}: no command for deployment ${deploymentId} after ${ms} ms`);
+      const r = await this.call("GET", `/agent/v1/commands?after=${this.lastSeq}`);
+      if (r.status !== 200) throw new Error(`pull: ${r.status} ${JSON.stringify(r.json)}`);
+      for (const c of r.json.commands as Command[]) {
+        this.commands.set(c.deploymentId, c);
+        this.lastSeq = Math.max(this.lastSeq, c.seq);
+      }
+      if (!this.commands.has(deploymentId)) await new Promise((r) => setTimeout(r, 100));
+    }
+    return this.commands.get(deploymentId)!;
+  }
+
+  async putLog(stepId: string, offset: number, bytes: Uint8Array): Promise<number> {
+    const r = await fetch(`${this.server.base}/agent/v1/steps/${stepId}/log?offset=${offset}`, {
+      method: "PUT",
+      headers: { authorization: `Bearer ${this.credential}`, "content-type": "application/octet-stream" },
+      body: bytes.slice(), // a copy on its own ArrayBuffer, as fetch's types want
+    });
+    const body = await r.json();
+    if (r.status !== 200) throw new Error(`log upload: ${r.status} ${JSON.stringify(body)}`);
+    return body.length;
+  }
+
+  // Uploads the bytes in chunks of at most 256 KiB (the server's limit per request).
+  async putWholeLog(stepId: string, bytes: Uint8Array): Promise<void> {
+    for (let offset = 0; offset < bytes.length; offset += 256 * 1024) {
+      await this.putLog(stepId, offset, bytes.subarray(offset, Math.min(bytes.length, offset + 256 * 1024)));
+    }
+  }
+
+  async started(deploymentId: string, stepId: string, at = Date.now()): Promise<void> {
+    await this.report([{ type: "step-started", id: `${stepId}:started`, deploymentId, stepId, at }]);
+  }
+
+  async finished(deploymentId: string, stepId: string, result: { status?: string; exitCode?: number | null; reason?: string | null; at?: number } = {}) {
+    await this.report([{
+      type: "step-finished", id: `${stepId}:finished`, deploymentId, stepId,
+      status: result.status ?? "succeeded", exitCode: result.exitCode === undefined ? 0 : result.exitCode, reason: result.reason ?? null, at: result.at ?? Date.now(),
+    }]);
+  }
+
+  // Runs a whole one-step command: pull, output, started, finished.
+  async run(deploymentId: string, output: string, result: Parameters<FakeAgent["finished"]>[2] = {}): Promise<string> {
+    const cmd = await this.command(deploymentId);
+    const stepId = cmd.steps[0].stepId;
+    await this.started(deploymentId, stepId);
+    if (output) await this.putWholeLog(stepId, Buffer.from(output));
+    await this.finished(deploymentId, stepId, result);
+    return stepId;
+  }
+
+  private async report(reports: unknown[]): Promise<void> {
+    const r = await this.call("POST", "/agent/v1/reports", { reports, sentAt: Date.now() });
+    if (r.status !== 200) throw new Error(`reports: ${r.status} ${JSON.stringify(r.json)}`);
+  }
+
+  private async call(method: string, path: string, body?: unknown, auth = true): Promise<{ status: number; json: any }> {
+    const r = await fetch(this.server.base + path, {
+      method,
+      headers: { ...(auth ? { authorization: `Bearer ${this.credential}` } : {}), ...(body === undefined ? {} : { "content-type": "application/json" }) },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal: AbortSignal.timeout(30_000),
+    });
+    const text = await r.text();
+    let json: any;
+    try { json = JSON.parse(text); } catch { json = text; }
+    return { status: r.status, json };
+  }
+}
