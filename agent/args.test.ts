@@ -1,28 +1,45 @@
 import { describe, expect, it } from "vitest";
-import { parseCli } from "./args.ts";
+import { parseCli, TOKEN_ENV } from "./args.ts";
 import { UsageError } from "./errors.ts";
+
+const noEnv = {};
+const reg = ["register", "--server", "https://s", "--name", "a1", "--home", "/h"];
 
 describe("command line", () => {
   it("parses register", () => {
-    expect(parseCli(["register", "--server", "https://s", "--token", "t", "--name", "a1", "--home", "/h", "--insecure", "--ca", "/ca.pem"])).toEqual({
-      command: "register", server: "https://s", token: "t", name: "a1", home: "/h", insecure: true, ca: "/ca.pem",
+    expect(parseCli(["register", "--server", "https://s", "--token", "t", "--name", "a1", "--home", "/h", "--insecure", "--ca", "/ca.pem"], noEnv)).toEqual({
+      command: "register", server: "https://s", token: { from: "flag", token: "t" }, name: "a1", home: "/h", insecure: true, ca: "/ca.pem",
     });
-    expect(parseCli(["register", "--server", "https://s", "--token", "t", "--name", "a1", "--home", "/h"])).toMatchObject({ insecure: false, ca: null });
+    expect(parseCli([...reg, "--token", "t"], noEnv)).toMatchObject({ insecure: false, ca: null });
   });
 
   it("takes option values that start with a dash (random tokens do)", () => {
-    expect(parseCli(["register", "--server", "https://s", "--token", "-Xy_z", "--name", "a1", "--home", "/h"])).toMatchObject({ token: "-Xy_z" });
-    expect(parseCli(["register", "--server=https://s", "--token=--x", "--name", "a1", "--home", "/h"])).toMatchObject({ token: "--x", server: "https://s" });
+    expect(parseCli(["register", "--server", "https://s", "--token", "-Xy_z", "--name", "a1", "--home", "/h"], noEnv)).toMatchObject({ token: { token: "-Xy_z" } });
+    expect(parseCli(["register", "--server=https://s", "--token=--x", "--name", "a1", "--home", "/h"], noEnv)).toMatchObject({ token: { token: "--x" }, server: "https://s" });
   });
 
-  it("parses run with and without --concurrency", () => {
-    expect(parseCli(["run", "--home", "/h"])).toEqual({ command: "run", home: "/h", concurrency: null });
-    expect(parseCli(["run", "--home", "/h", "--concurrency", "8"])).toEqual({ command: "run", home: "/h", concurrency: 8 });
+  it("takes the registration token from exactly one of --token, --token-file and the environment; a flag wins over the environment", () => {
+    expect(parseCli([...reg, "--token-file", "/run/secrets/tok"], noEnv)).toMatchObject({ token: { from: "file", path: "/run/secrets/tok" } });
+    expect(parseCli(reg, { [TOKEN_ENV]: " from-env\n" })).toMatchObject({ token: { from: "env", token: "from-env" } });
+    expect(parseCli([...reg, "--token", "flag"], { [TOKEN_ENV]: "env" })).toMatchObject({ token: { from: "flag", token: "flag" } });
+    expect(parseCli([...reg, "--token-file", "/f"], { [TOKEN_ENV]: "env" })).toMatchObject({ token: { from: "file", path: "/f" } });
+    expect(() => parseCli([...reg, "--token", "t", "--token-file", "/f"], noEnv)).toThrow(/--token or --token-file, not both/);
+    expect(() => parseCli(reg, noEnv)).toThrow(new RegExp(`missing registration token: pass --token-file <file>, set ${TOKEN_ENV}`));
+    expect(() => parseCli(reg, { [TOKEN_ENV]: "  " })).toThrow(/missing registration token/);
+  });
+
+  it("parses run with and without --concurrency and --retention-days", () => {
+    expect(parseCli(["run", "--home", "/h"], noEnv)).toEqual({ command: "run", home: "/h", concurrency: null, retentionDays: null });
+    expect(parseCli(["run", "--home", "/h", "--concurrency", "8"], noEnv)).toMatchObject({ concurrency: 8 });
+    expect(parseCli(["run", "--home", "/h", "--retention-days", "14"], noEnv)).toMatchObject({ retentionDays: 14 });
+    expect(parseCli(["run", "--home", "/h", "--retention-days", "0.0001"], noEnv)).toMatchObject({ retentionDays: 0.0001 });
   });
 
   it("rejects bad input with a UsageError", () => {
     const bad = [[], ["frobnicate"], ["run"], ["run", "--home", "/h", "--concurrency", "0"], ["run", "--home", "/h", "--concurrency", "x"],
-      ["run", "--home", "/h", "--bogus"], ["register", "--server", "https://s", "--token", "t", "--home", "/h"], ["run", "--home", "/h", "extra"]];
-    for (const argv of bad) expect(() => parseCli(argv), argv.join(" ")).toThrow(UsageError);
+      ["run", "--home", "/h", "--bogus"], ["register", "--server", "https://s", "--token", "t", "--home", "/h"], ["run", "--home", "/h", "extra"],
+      ["run", "--home", "/h", "--retention-days", "0"], ["run", "--home", "/h", "--retention-days", "-1"], ["run", "--home", "/h", "--retention-days", "x"],
+      ["run", "--home", "/h", "--retention-days", "Infinity"], ["run", "--home", "/h", "--retention-days", ""], [...reg, "--token", ""]];
+    for (const argv of bad) expect(() => parseCli(argv, noEnv), argv.join(" ")).toThrow(UsageError);
   });
 });

@@ -2,13 +2,26 @@
 import { parseArgs } from "node:util";
 import { UsageError } from "./errors.ts";
 
+export const TOKEN_ENV = "OUTPOST_REGISTRATION_TOKEN";
+
 export const USAGE = `usage:
-  outpost-agent register --server <url> --token <registration token> --name <name> --home <dir> [--insecure] [--ca <file>]
-  outpost-agent run --home <dir> [--concurrency N]`;
+  outpost-agent register --server <url> --name <name> --home <dir> [--insecure] [--ca <file>]
+                         (--token-file <file> | --token <token> | env ${TOKEN_ENV}=<token>)
+  outpost-agent run --home <dir> [--concurrency N] [--retention-days N]
+
+  The registration token comes from exactly one place: --token-file (the file's
+  content, trimmed), --token, or the environment variable ${TOKEN_ENV}
+  (a flag wins over the environment). --token shows it to every user of this
+  machine in the process list: prefer the file or the environment.
+  --retention-days N: keep ended, fully delivered deployments in the journal and
+  steps/ for N days (default 7, fractions allowed; settings.json "retentionDays").`;
+
+// Where the registration token comes from; the file is read by `register`.
+export type TokenSource = { from: "flag"; token: string } | { from: "file"; path: string } | { from: "env"; token: string };
 
 export type CliRequest =
-  | { command: "register"; server: string; token: string; name: string; home: string; insecure: boolean; ca: string | null }
-  | { command: "run"; home: string; concurrency: number | null }
+  | { command: "register"; server: string; token: TokenSource; name: string; home: string; insecure: boolean; ca: string | null }
+  | { command: "run"; home: string; concurrency: number | null; retentionDays: number | null }
   | { command: "help" };
 
 type Options = NonNullable<NonNullable<Parameters<typeof parseArgs>[0]>["options"]>;
@@ -50,13 +63,38 @@ export function parseConcurrency(raw: string | undefined): number | null {
   return n;
 }
 
-export function parseCli(argv: string[]): CliRequest {
+export function parseRetentionDays(raw: string | undefined): number | null {
+  if (raw === undefined) return null;
+  const n = Number(raw);
+  if (raw.trim() === "" || !Number.isFinite(n) || n <= 0) throw new UsageError(`--retention-days must be a positive number of days, not ${JSON.stringify(raw)}`);
+  return n;
+}
+
+// Exactly one source: two flags are a mistake worth stopping for; a flag next to the
+// environment variable is not (the variable may be set for the whole shell).
+export function tokenSource(flag: string | undefined, file: string | undefined, env: NodeJS.ProcessEnv): TokenSource {
+  if (flag !== undefined && file !== undefined) throw new UsageError("give the registration token once: --token or --token-file, not both");
+  if (flag !== undefined) {
+    if (flag.length === 0) throw new UsageError("--token is empty");
+    return { from: "flag", token: flag };
+  }
+  if (file !== undefined) {
+    if (file.length === 0) throw new UsageError("--token-file is empty");
+    return { from: "file", path: file };
+  }
+  const fromEnv = env[TOKEN_ENV]?.trim();
+  if (fromEnv) return { from: "env", token: fromEnv };
+  throw new UsageError(`missing registration token: pass --token-file <file>, set ${TOKEN_ENV}, or pass --token <token>`);
+}
+
+export function parseCli(argv: string[], env: NodeJS.ProcessEnv = process.env): CliRequest {
   const [command, ...rest] = argv;
   if (command === "help" || command === "--help" || command === "-h") return { command: "help" };
   if (command === "register") {
     const v = parse(rest, {
       server: { type: "string" },
       token: { type: "string" },
+      "token-file": { type: "string" },
       name: { type: "string" },
       home: { type: "string" },
       insecure: { type: "boolean" },
@@ -65,7 +103,7 @@ export function parseCli(argv: string[]): CliRequest {
     return {
       command: "register",
       server: required(v, "server"),
-      token: required(v, "token"),
+      token: tokenSource(v.token as string | undefined, v["token-file"] as string | undefined, env),
       name: required(v, "name"),
       home: required(v, "home"),
       insecure: v.insecure === true,
@@ -73,8 +111,13 @@ export function parseCli(argv: string[]): CliRequest {
     };
   }
   if (command === "run") {
-    const v = parse(rest, { home: { type: "string" }, concurrency: { type: "string" } });
-    return { command: "run", home: required(v, "home"), concurrency: parseConcurrency(v.concurrency as string | undefined) };
+    const v = parse(rest, { home: { type: "string" }, concurrency: { type: "string" }, "retention-days": { type: "string" } });
+    return {
+      command: "run",
+      home: required(v, "home"),
+      concurrency: parseConcurrency(v.concurrency as string | undefined),
+      retentionDays: parseRetentionDays(v["retention-days"] as string | undefined),
+    };
   }
   throw new UsageError(command === undefined ? "missing command" : `unknown command ${JSON.stringify(command)}`);
 }

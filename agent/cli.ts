@@ -1,10 +1,14 @@
 // `outpost-agent` command line: register | run. Usage errors exit 2.
 import { parseCli, USAGE } from "./args.ts";
 import { describeCause, UsageError } from "./errors.ts";
+import { AGENT_UMASK } from "./home.ts";
 import { runMonitor } from "./monitor/monitor.ts";
 import { register } from "./register.ts";
 
 export async function main(argv: string[]): Promise<number> {
+  // Everything the agent writes is private from the first file on; the umask it was
+  // started with is kept for the steps (agent/home.ts).
+  const startUmask = process.umask(AGENT_UMASK);
   try {
     const req = parseCli(argv);
     switch (req.command) {
@@ -14,7 +18,7 @@ export async function main(argv: string[]): Promise<number> {
       case "register":
         return await register(req);
       case "run":
-        return await runMonitor({ home: req.home, concurrency: req.concurrency });
+        return await runMonitor({ home: req.home, concurrency: req.concurrency, retentionDays: req.retentionDays, stepUmask: startUmask });
     }
   } catch (e) {
     if (e instanceof UsageError) {

@@ -1,10 +1,12 @@
 // Typed errors of the agent. Each carries the context a reader of the log needs.
 
-// docs/protocol.md §Revoke: the server refused this agent's credential (a 401, or
-// the channel closed with 4003). Retrying cannot help, so the worker exits with
-// this code and the monitor, seeing it, stops instead of restarting it.
+// docs/protocol.md §Revoke: the server said this agent is revoked (a 401 with
+// code "agent-revoked", or the channel closed with 4003). Retrying cannot help, so
+// the worker exits with this code and the monitor, seeing it, stops instead of
+// restarting it. Any other 401 is retried: it may come from a proxy or a server
+// whose state was reset, and giving up for good on it would strand the machine.
 export const EXIT_REVOKED = 78; // EX_CONFIG in sysexits.h
-export const REVOKED_MESSAGE = "this agent's credential was revoked or is unknown to the server; register again";
+export const REVOKED_MESSAGE = "this agent was revoked by the server; register it again (under a new name, into a new home)";
 
 export class AgentError extends Error {
   readonly context: Record<string, unknown>;
@@ -57,7 +59,36 @@ export class HttpError extends AgentError {
   }
 }
 
-// The server answered 2xx with a body that does not match the wire schema.
+// An authenticated request answered 401 WITHOUT the revoked code: a proxy's own
+// 401, a restarted server, a credential it does not know (yet). Retried with
+// back-off; the agent stops only on an explicit revocation.
+export class CredentialRefusedError extends HttpError {
+  constructor(method: string, path: string, body: unknown) {
+    super(method, path, 401, body);
+    this.name = "CredentialRefusedError";
+    this.message = `${this.message} (the server refused this agent's credential without saying it is revoked: retrying)`;
+  }
+}
+
+// The server answered 3xx. The agent never follows a redirect: following one could
+// take it from https to http, or to another host, past the URL policy. The operator
+// must point --server at the final address.
+export class RedirectError extends AgentError {
+  readonly status: number;
+  readonly location: string | null;
+  constructor(method: string, path: string, status: number, location: string | null) {
+    super(
+      `${method} ${path}: the server redirected (HTTP ${status}) to ${location ?? "(no Location header)"}; the agent does not follow redirects: --server (settings.json "server") must name the final address`,
+      { method, path, status, location },
+    );
+    this.name = "RedirectError";
+    this.status = status;
+    this.location = location;
+  }
+}
+
+// The server's answer (2xx or not) was not what the wire schema allows, or too large
+// to read. Never carries the body: a pull's body holds command text.
 export class ProtocolError extends AgentError {
   constructor(message: string, context: Record<string, unknown> = {}) {
     super(message, context);
@@ -79,9 +110,11 @@ export function describeCause(e: unknown): string {
   return String(e);
 }
 
-// Retrying makes sense for these (network trouble, server trouble, rate limits); not for other 4xx.
+// Retried with back-off: network trouble, server trouble, rate limits, a 401 that is
+// not a revocation, and a redirect (a misconfigured proxy can be fixed while the
+// agent runs). Not other 4xx: the server refused what was sent.
 export function isTransient(e: unknown): boolean {
-  if (e instanceof NetworkError) return true;
+  if (e instanceof NetworkError || e instanceof CredentialRefusedError || e instanceof RedirectError) return true;
   if (e instanceof HttpError) return e.status >= 500 || e.status === 408 || e.status === 429;
   return false;
 }

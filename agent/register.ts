@@ -1,12 +1,14 @@
 // `outpost-agent register`: trades a single-use registration token for this
-// agent's own credential and writes settings.json + credential.json (0600).
+// agent's own credential and writes settings.json + credential.json into a home
+// private to this user (agent/home.ts).
 import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { resolve } from "node:path";
 import { agentName } from "../schema/api.ts";
-import type { CliRequest } from "./args.ts";
-import { HttpError, NetworkError, UsageError } from "./errors.ts";
+import type { CliRequest, TokenSource } from "./args.ts";
+import { describeCause, HttpError, NetworkError, UsageError } from "./errors.ts";
+import { secureHome } from "./home.ts";
 import { homePaths, writeCredential, writeSettings } from "./settings.ts";
 import { checkServerUrl, normalizeServerUrl } from "./url-policy.ts";
 import { AGENT_VERSION } from "./version.ts";
@@ -14,11 +16,25 @@ import { ApiClient } from "./worker/api-client.ts";
 
 type RegisterRequest = Extract<CliRequest, { command: "register" }>;
 
+function readToken(source: TokenSource): string {
+  if (source.from !== "file") return source.token;
+  let text: string;
+  try {
+    text = readFileSync(source.path, "utf8");
+  } catch (e) {
+    throw new UsageError(`cannot read --token-file ${source.path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  const token = text.trim();
+  if (token.length === 0) throw new UsageError(`--token-file ${source.path} is empty`);
+  return token;
+}
+
 export async function register(req: RegisterRequest): Promise<number> {
   const check = checkServerUrl(req.server, { insecure: req.insecure });
   if (!check.ok) throw new UsageError(check.error);
   if (!agentName.safeParse(req.name).success) throw new UsageError(`invalid --name ${JSON.stringify(req.name)}: ${agentName.safeParse(req.name).error!.issues[0].message}`);
   const server = normalizeServerUrl(check.url);
+  const token = readToken(req.token);
 
   let ca: string | null = null;
   if (req.ca !== null) {
@@ -43,18 +59,19 @@ export async function register(req: RegisterRequest): Promise<number> {
     process.stderr.write(`outpost-agent: ${paths.home} already holds a registered agent (${paths.credential}); use another --home\n`);
     return 1;
   }
+  secureHome(paths.home); // before the credential lands in it
 
   const api = new ApiClient(server, null);
   let res;
   try {
-    res = await api.register({ token: req.token, name: req.name, version: AGENT_VERSION, hostname: hostname().slice(0, 255) });
+    res = await api.register({ token, name: req.name, version: AGENT_VERSION, hostname: hostname().slice(0, 255) });
   } catch (e) {
     if (e instanceof HttpError) {
-      process.stderr.write(`outpost-agent: registration refused by ${server} (HTTP ${e.status}): ${e.serverError ?? JSON.stringify(e.body)}\n`);
+      process.stderr.write(`outpost-agent: registration refused by ${server} (HTTP ${e.status}): ${e.serverError ?? JSON.stringify(e.body)?.slice(0, 300)}\n`);
     } else if (e instanceof NetworkError) {
       process.stderr.write(`outpost-agent: cannot reach ${server}: ${e.message}\n`);
     } else {
-      process.stderr.write(`outpost-agent: registration failed: ${(e as Error).message}\n`);
+      process.stderr.write(`outpost-agent: registration failed: ${describeCause(e)}\n`);
     }
     return 1;
   }

@@ -1,4 +1,5 @@
-// The agent home: settings.json, credential.json (both 0600), pid files, journal, steps.
+// The agent home: settings.json, credential.json, pid files, journal, steps (all
+// private to the agent's user: agent/home.ts).
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { z } from "zod";
@@ -11,6 +12,9 @@ export const settingsSchema = z.object({
   insecure: z.boolean().default(false),
   ca: z.string().nullable().default(null), // extra CA certificate file (PEM), absolute path
   maxConcurrentDeployments: z.int().min(1).max(64).default(4),
+  // How long ended, fully delivered deployments stay in the journal and steps/ (days;
+  // `run --retention-days` overrides it). Default RETENTION_DAYS_DEFAULT.
+  retentionDays: z.number().positive().finite().optional(),
   registeredAt: z.string().optional(),
   version: z.string().optional(), // agent version at registration
 });
@@ -71,7 +75,7 @@ export function readCredential(home: string): string {
 }
 
 export function writePidFile(path: string, pid = process.pid): void {
-  writeFileAtomic(path, `${pid}\n`, 0o644);
+  writeFileAtomic(path, `${pid}\n`, 0o600);
 }
 
 export function readPidFile(path: string): number | null {

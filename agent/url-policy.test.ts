@@ -2,9 +2,18 @@ import { describe, expect, it } from "vitest";
 import { apiUrl, channelUrl, checkServerUrl, isLoopbackHost, normalizeServerUrl } from "./url-policy.ts";
 
 describe("server URL policy", () => {
-  it("knows loopback hosts", () => {
-    for (const h of ["localhost", "127.0.0.1", "127.1.2.3", "[::1]", "::1", "agent.localhost"]) expect(isLoopbackHost(h), h).toBe(true);
-    for (const h of ["example.com", "10.0.0.1", "128.0.0.1", "localhost.example.com", "[::2]"]) expect(isLoopbackHost(h), h).toBe(false);
+  it("counts only literal loopback addresses and exactly localhost as loopback", () => {
+    const loopback = ["localhost", "LOCALHOST", "127.0.0.1", "127.1.2.3", "127.255.255.255", "[::1]", "::1", "0:0:0:0:0:0:0:1", "::ffff:127.0.0.1", "[::ffff:7f00:1]", "::ffff:7fff:ffff"];
+    for (const h of loopback) expect(isLoopbackHost(h), h).toBe(true);
+    const other = ["agent.localhost", "x.localhost", "localhost.", "localhost.example.com", "example.com", "10.0.0.1", "128.0.0.1", "126.255.255.255",
+      "[::2]", "::", "::ffff:10.0.0.1", "[::ffff:a00:1]", "::ffff:8000:1", "1::1", "::1:0:0:0:1", "127.0.0.1.nip.io"];
+    for (const h of other) expect(isLoopbackHost(h), h).toBe(false);
+  });
+
+  it("applies the policy to the host as URLs normalize it", () => {
+    // WHATWG URL turns these into loopback literals: still loopback.
+    for (const u of ["http://127.1:8787", "http://[::ffff:127.0.0.1]:8787", "http://[0:0:0:0:0:0:0:1]/", "http://0x7f000001/"]) expect(checkServerUrl(u, { insecure: false }).ok, u).toBe(true);
+    for (const u of ["http://agent.localhost:8787", "http://[::ffff:10.0.0.1]/"]) expect(checkServerUrl(u, { insecure: false }).ok, u).toBe(false);
   });
 
   it("accepts https anywhere and http only to loopback", () => {

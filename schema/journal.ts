@@ -25,6 +25,11 @@ export const journalSteps = sqliteTable("steps", {
   finishedAt: integer("finished_at"),
   logUploaded: integer("log_uploaded").notNull().default(0), // bytes of output the server has
   logSize: integer("log_size"), // final size, known once the step ended
+  // Why the upload of this step's output stopped short (server said 410/413, file
+  // unreadable): it counts as delivered, so its step-finished report is not held.
+  logGivenUp: text("log_given_up"),
+  // Bytes cut from output.log to keep it within the per-step cap while the step ran.
+  outputDropped: integer("output_dropped").notNull().default(0),
 });
 
 export const outbox = sqliteTable("outbox", {
@@ -37,4 +42,14 @@ export const outbox = sqliteTable("outbox", {
 export const journalMeta = sqliteTable("meta", {
   key: text("key").primaryKey(),
   value: text("value").notNull(),
+});
+
+// Reports the server refused on their own with 422 (docs/protocol.md §Reports): moved
+// out of the outbox so they cannot block the reports behind them, kept for a human.
+export const rejectedReports = sqliteTable("rejected_reports", {
+  id: text("id").primaryKey(),
+  body: text("body").notNull(), // JSON of the wire Report
+  status: integer("status").notNull(), // HTTP status of the refusal
+  error: text("error"), // the server's `error`
+  rejectedAt: integer("rejected_at").notNull(),
 });

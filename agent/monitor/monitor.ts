@@ -3,14 +3,18 @@
 // reset after a healthy minute). SIGTERM/SIGINT: SIGTERM the worker, SIGKILL it
 // after 10 s, remove the pid files, resolve 0. The worker exits by itself when
 // the monitor dies (IPC disconnect). A worker exiting with EXIT_REVOKED (the
-// server refused the credential, docs/protocol.md §Revoke) is not restarted: the
-// monitor removes the pid files and resolves EXIT_REVOKED.
+// server said the agent is revoked, docs/protocol.md §Revoke) is not restarted: the
+// monitor removes the pid files and resolves EXIT_REVOKED. At start it makes the
+// home private (agent/home.ts) and hands the worker the umask `run` was started
+// with, for the steps.
 import { fork, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { isLive } from "../proc.ts";
 import { Backoff, restartDelayMs } from "../backoff.ts";
 import { AgentError, EXIT_REVOKED, REVOKED_MESSAGE, SettingsError } from "../errors.ts";
+import { TOKEN_ENV } from "../args.ts";
+import { formatUmask, secureHome } from "../home.ts";
 import { checkServerUrl } from "../url-policy.ts";
 import { createLogger } from "../log.ts";
 import { homePaths, readCredential, readPidFile, readSettings, removePidFile, writePidFile } from "../settings.ts";
@@ -41,10 +45,11 @@ function waitExit(child: ChildProcess, ms: number): Promise<boolean> {
   });
 }
 
-export type MonitorOptions = { home: string; concurrency: number | null };
+// stepUmask: the umask `outpost-agent run` was started with, for the steps.
+export type MonitorOptions = { home: string; concurrency: number | null; retentionDays: number | null; stepUmask: number };
 
 // Resolves the process exit code: 0 after SIGTERM/SIGINT, EXIT_REVOKED when the
-// worker found the credential refused.
+// worker was told the agent is revoked.
 export async function runMonitor(opts: MonitorOptions): Promise<number> {
   const log = createLogger("monitor");
   const paths = homePaths(opts.home);
@@ -52,6 +57,8 @@ export async function runMonitor(opts: MonitorOptions): Promise<number> {
   readCredential(paths.home);
   const urlCheck = checkServerUrl(settings.server, { insecure: settings.insecure });
   if (!urlCheck.ok) throw new SettingsError(`server in ${paths.settings}: ${urlCheck.error}`, { path: paths.settings });
+  const fixed = secureHome(paths.home);
+  if (fixed > 0) log.warn(`made ${fixed} file(s) and folder(s) in ${paths.home} private to this user (an earlier version left them readable by others)`);
 
   const other = readPidFile(paths.monitorPid);
   if (other !== null && other !== process.pid && isAgentProcess(other, "outpost-agent")) {
@@ -66,8 +73,17 @@ export async function runMonitor(opts: MonitorOptions): Promise<number> {
   }
   writePidFile(paths.monitorPid);
 
-  const env = settings.ca ? { ...process.env, NODE_EXTRA_CA_CERTS: settings.ca } : process.env;
-  const args = ["--home", paths.home, ...(opts.concurrency ? ["--concurrency", String(opts.concurrency)] : [])];
+  // A registration token left in the environment has no business in the steps' environment.
+  const { [TOKEN_ENV]: _token, ...inherited } = process.env;
+  const env = settings.ca ? { ...inherited, NODE_EXTRA_CA_CERTS: settings.ca } : inherited;
+  const args = [
+    "--home",
+    paths.home,
+    "--step-umask",
+    formatUmask(opts.stepUmask),
+    ...(opts.concurrency ? ["--concurrency", String(opts.concurrency)] : []),
+    ...(opts.retentionDays !== null ? ["--retention-days", String(opts.retentionDays)] : []),
+  ];
   const backoff = new Backoff();
   let child: ChildProcess | null = null;
   let stopping = false;

@@ -1,6 +1,6 @@
 // The shell step runner with real /bin/sh processes: docs/protocol.md §Steps outlive the worker.
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
@@ -152,6 +152,25 @@ describe("shell step", () => {
     expect(killStepLeftovers("orphaned")).toEqual([proc.pid]);
     await sleep(100);
     expect(alive(left)).toBe(false);
+  });
+
+  it("runs the command with the umask it is given while the step's own files stay private", async () => {
+    const paths = stepPaths(join(dir, "steps"), "um");
+    const workerUmask = process.umask(0o077); // as the worker runs
+    let proc;
+    try {
+      prepareStepDir(paths, "umask; touch made");
+      proc = await startShellStep({ stepId: "um", deploymentId: "dep-1", paths, cwd: join(dir, "work"), umask: 0o022 });
+      started.push(proc.pid);
+    } finally {
+      process.umask(workerUmask);
+    }
+    expect(await waitForStep(proc, null, null)).toMatchObject({ status: "succeeded" });
+    expect(readFileSync(paths.log, "utf8")).toBe("0022\n");
+    const mode = (p: string) => statSync(p).mode & 0o777;
+    expect(mode(join(dir, "work", "made"))).toBe(0o644);
+    expect(mode(paths.dir)).toBe(0o700);
+    for (const f of [paths.script, paths.log, paths.pidFile, paths.status]) expect(mode(f), f).toBe(0o600);
   });
 
   it("names step directories safely", () => {

@@ -5,20 +5,25 @@
 // group) and, once it ended, status (the exit code, written to status.tmp then
 // renamed, so it is either absent or complete). The worker learns the end from
 // the child's exit event (fast path) or, after a restart, by polling the status
-// file and the wrapper's liveness.
+// file and the wrapper's liveness. Everything in the step directory is private
+// (0700/0600, the worker's umask); only the user's command runs with the umask the
+// agent was started with, so what a deployment creates gets ordinary modes.
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { isLive, liveProcesses, processExists, procStat } from "../proc.ts";
 import { AgentError } from "../errors.ts";
+import { DIR_MODE, FILE_MODE, formatUmask } from "../home.ts";
 import type { StepOutcome } from "../worker/reports.ts";
 
-// $1 = step directory. `$$` is the wrapper's pid, which is also its process group id.
+// $1 = step directory, $2 = the command's umask ("" keeps the wrapper's). `$$` is the
+// wrapper's pid, which is also its process group id. The umask is set inside the
+// subshell, after the wrapper has opened output.log, so the log stays private.
 export const WRAPPER = [
   'd="$1"',
   'echo $$ > "$d/pid"',
-  '/bin/sh "$d/command.sh" >> "$d/output.log" 2>&1 < /dev/null',
+  '( if [ -n "$2" ]; then umask "$2" || exit 126; fi; exec /bin/sh "$d/command.sh" ) >> "$d/output.log" 2>&1 < /dev/null',
   "c=$?",
   'echo "$c" > "$d/status.tmp" && mv -f "$d/status.tmp" "$d/status"',
 ].join("\n");
@@ -61,6 +66,16 @@ export function readStatus(paths: StepPaths): number | null {
   }
 }
 
+// When the step ended: the status file's mtime (status.tmp was written then; the
+// rename keeps it). Null without a status file.
+export function statusTime(paths: StepPaths): number | null {
+  try {
+    return Math.floor(statSync(paths.status).mtimeMs);
+  } catch {
+    return null;
+  }
+}
+
 export function readStepPid(paths: StepPaths): number | null {
   try {
     const n = Number.parseInt(readFileSync(paths.pidFile, "utf8").trim(), 10);
@@ -80,18 +95,20 @@ export function logSize(paths: StepPaths): number {
 
 // Writes command.sh and clears what an earlier attempt left (status, pid); the log is appended to.
 export function prepareStepDir(paths: StepPaths, command: string): void {
-  mkdirSync(paths.dir, { recursive: true });
+  mkdirSync(paths.dir, { recursive: true, mode: DIR_MODE });
   for (const f of [paths.status, `${paths.status}.tmp`, paths.pidFile]) rmSync(f, { force: true });
-  writeFileSync(paths.script, command.endsWith("\n") ? command : command + "\n", { mode: 0o700 });
-  writeFileSync(paths.log, "", { flag: "a" });
+  writeFileSync(paths.script, command.endsWith("\n") ? command : command + "\n", { mode: FILE_MODE }); // run by /bin/sh: no x bit needed
+  writeFileSync(paths.log, "", { flag: "a", mode: FILE_MODE });
 }
 
-export type StartOptions = { stepId: string; deploymentId: string; paths: StepPaths; cwd: string; env?: NodeJS.ProcessEnv };
+// umask: for the user's command only (null: the worker's own).
+export type StartOptions = { stepId: string; deploymentId: string; paths: StepPaths; cwd: string; env?: NodeJS.ProcessEnv; umask?: number | null };
 
 export async function startShellStep(opts: StartOptions): Promise<StepProcess> {
   mkdirSync(opts.cwd, { recursive: true });
   const env = { ...(opts.env ?? process.env), OUTPOST_DEPLOYMENT_ID: opts.deploymentId, OUTPOST_STEP_ID: opts.stepId };
-  const child = spawn("/bin/sh", ["-c", WRAPPER, "outpost-step", opts.paths.dir], { detached: true, stdio: "ignore", cwd: opts.cwd, env });
+  const umask = opts.umask === undefined || opts.umask === null ? "" : formatUmask(opts.umask);
+  const child = spawn("/bin/sh", ["-c", WRAPPER, "outpost-step", opts.paths.dir, umask], { detached: true, stdio: "ignore", cwd: opts.cwd, env });
   const ended = new Promise<StepEnd>((resolve) => {
     child.once("exit", (code, signal) => {
       const status = readStatus(opts.paths);

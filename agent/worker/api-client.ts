@@ -1,7 +1,10 @@
 // HTTPS client of the agent API (/agent/v1): auth header, timeouts, typed errors,
-// answers validated against the shared wire schemas.
+// answers validated against the shared wire schemas, bodies read with a size cap,
+// redirects never followed.
 import { z } from "zod";
 import {
+  isRevokedAnswer,
+  LOG_CONTENT_TYPE,
   logUploadResponse,
   pullResponse,
   registerResponse,
@@ -9,12 +12,18 @@ import {
   type RegisterRequest,
   type RegisterResponse,
   type Report,
+  type ReportsRequest,
 } from "../../schema/agent-api.ts";
 import { LIMITS } from "../../schema/limits.ts";
-import { HttpError, NetworkError, ProtocolError } from "../errors.ts";
+import { CredentialRefusedError, HttpError, NetworkError, ProtocolError, RedirectError } from "../errors.ts";
 import { apiUrl } from "../url-policy.ts";
+import { MiB, readCappedText } from "./capped-body.ts";
 
 const REQUEST_TIMEOUT_MS = 30_000;
+// A pull carries up to 100 commands of up to 64 KiB each (6.25 MiB) plus its envelope.
+export const PULL_BODY_CAP = 8 * MiB;
+// Every other answer is a small JSON object (or a proxy's error page).
+export const DEFAULT_BODY_CAP = 1 * MiB;
 
 // Commands are validated one by one by the command intake, so a single bad command
 // cannot hide the others (it is stored as rejected): here only the envelope is checked.
@@ -28,18 +37,20 @@ type RequestOptions = {
   signal?: AbortSignal;
   auth?: boolean;
   okStatuses?: number[]; // non-2xx statuses answered with a body instead of an HttpError
+  maxBodyBytes?: number;
 };
 
 export class ApiClient {
   readonly server: string;
   readonly credential: string | null;
-  readonly #onUnauthorized: ((e: HttpError) => void) | undefined;
-  // onUnauthorized: an authenticated request got 401 — the credential is revoked or
-  // unknown (docs/protocol.md §Revoke). Called before the error is thrown to the caller.
-  constructor(server: string, credential: string | null, opts: { onUnauthorized?: (e: HttpError) => void } = {}) {
+  readonly #onRevoked: ((e: HttpError) => void) | undefined;
+  // onRevoked: an authenticated request got the server's explicit revoked answer (401
+  // with code "agent-revoked", docs/protocol.md §Revoke). Called before the error is
+  // thrown to the caller. Any other 401 is a CredentialRefusedError, retried.
+  constructor(server: string, credential: string | null, opts: { onRevoked?: (e: HttpError) => void } = {}) {
     this.server = server;
     this.credential = credential;
-    this.#onUnauthorized = opts.onUnauthorized;
+    this.#onRevoked = opts.onRevoked;
   }
 
   async request(method: string, path: string, opts: RequestOptions = {}): Promise<{ status: number; body: unknown }> {
@@ -51,17 +62,26 @@ export class ApiClient {
       headers["content-type"] = "application/json";
       body = JSON.stringify(opts.json);
     } else if (opts.bytes !== undefined) {
-      headers["content-type"] = "application/octet-stream";
+      headers["content-type"] = LOG_CONTENT_TYPE;
       body = new Uint8Array(opts.bytes); // a copy with its own ArrayBuffer: a valid fetch body
     }
     const timeout = AbortSignal.timeout(opts.timeoutMs ?? REQUEST_TIMEOUT_MS);
     const signal = opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout;
     let res: Response;
+    try {
+      res = await fetch(url, { method, headers, body, signal, redirect: "manual" });
+    } catch (e) {
+      throw new NetworkError(method, url, e);
+    }
+    if (res.status >= 300 && res.status < 400) {
+      await res.body?.cancel().catch(() => undefined); // nothing in a redirect's body is wanted
+      throw new RedirectError(method, path, res.status, res.headers.get("location"));
+    }
     let text: string;
     try {
-      res = await fetch(url, { method, headers, body, signal });
-      text = await res.text();
+      text = await readCappedText(res, opts.maxBodyBytes ?? DEFAULT_BODY_CAP, `${method} ${path}`);
     } catch (e) {
+      if (e instanceof ProtocolError) throw e;
       throw new NetworkError(method, url, e);
     }
     let parsed: unknown = text;
@@ -73,9 +93,13 @@ export class ApiClient {
       }
     }
     if (!res.ok && !(opts.okStatuses ?? []).includes(res.status)) {
-      const e = new HttpError(method, path, res.status, parsed);
-      if (res.status === 401 && headers.authorization !== undefined) this.#onUnauthorized?.(e);
-      throw e;
+      if (res.status === 401 && headers.authorization !== undefined) {
+        if (!isRevokedAnswer(res.status, parsed)) throw new CredentialRefusedError(method, path, parsed);
+        const e = new HttpError(method, path, res.status, parsed);
+        this.#onRevoked?.(e);
+        throw e;
+      }
+      throw new HttpError(method, path, res.status, parsed);
     }
     return { status: res.status, body: parsed };
   }
@@ -89,29 +113,43 @@ export class ApiClient {
     const { body } = await this.request("GET", `/agent/v1/commands?after=${after}&wait=${waitSeconds}`, {
       timeoutMs: REQUEST_TIMEOUT_MS + waitSeconds * 1000,
       signal,
+      maxBodyBytes: PULL_BODY_CAP,
     });
     return validate(pullEnvelope, body, "pull answer");
   }
 
   async postReports(reports: Report[], signal?: AbortSignal): Promise<string[]> {
-    const { body } = await this.request("POST", "/agent/v1/reports", { json: { reports }, signal });
+    // sentAt is read as late as possible: the server takes (its receive time − sentAt)
+    // as this machine's clock offset, so time spent before sending would count as skew.
+    const request: ReportsRequest = { reports, sentAt: Date.now() };
+    const { body } = await this.request("POST", "/agent/v1/reports", { json: request, signal });
     return validate(reportsResponse, body, "reports answer").acked;
   }
 
-  // Returns the number of bytes the server holds; `conflict` when it answered 409 (a gap).
-  async putLog(stepId: string, offset: number, bytes: Uint8Array, signal?: AbortSignal): Promise<{ length: number; conflict: boolean }> {
+  // Returns the number of bytes the server holds; `conflict` when it answered 409 (a
+  // gap: resume at `length`), `ended` when it answered 410 (the step has ended on the
+  // server and takes no more output).
+  async putLog(stepId: string, offset: number, bytes: Uint8Array, signal?: AbortSignal): Promise<{ length: number; conflict: boolean; ended: boolean }> {
     const { status, body } = await this.request("PUT", `/agent/v1/steps/${encodeURIComponent(stepId)}/log?offset=${offset}`, {
       bytes,
       signal,
-      okStatuses: [409],
+      okStatuses: [409, 410],
     });
     const length = validate(logUploadResponse, body, `log upload answer (HTTP ${status})`).length;
-    return { length, conflict: status === 409 };
+    return { length, conflict: status === 409, ended: status === 410 };
   }
 }
 
+// The error names what was wrong and where, never the body: a pull's body is
+// command text, which must not reach the agent's log.
 function validate<T>(schema: z.ZodType<T>, body: unknown, what: string): T {
   const r = schema.safeParse(body);
-  if (!r.success) throw new ProtocolError(`unexpected ${what}: ${r.error.issues[0]?.message ?? "invalid"}`, { body: JSON.stringify(body)?.slice(0, 300) });
+  if (!r.success) {
+    const issue = r.error.issues[0];
+    const where = issue && issue.path.length > 0 ? `${issue.path.join(".")}: ` : "";
+    // zod's messages name what was expected, not what came, except for unknown keys.
+    const problem = !issue ? "invalid" : issue.code === "unrecognized_keys" ? "unrecognized keys" : issue.message;
+    throw new ProtocolError(`unexpected ${what}: ${where}${problem}`, { answerType: Array.isArray(body) ? "array" : typeof body });
+  }
   return r.data;
 }

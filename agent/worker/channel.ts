@@ -5,11 +5,14 @@
 // (full-jitter back-off 0.5 s → 30 s, §Reconnect) when the socket closes or
 // stays silent for 30 s. Every connect attempt is logged (with the logger's
 // ISO timestamp), so a herd of reconnecting agents can be measured. A close with
-// 4003 ("agent revoked") or a 401 answer to the upgrade means the credential is
-// dead (§Revoke): it never reconnects then, and says so through onRevoked.
+// 4003 ("agent revoked") or a 401 answer to the upgrade whose body carries code
+// "agent-revoked" means the credential is dead (§Revoke): it never reconnects then,
+// and says so through onRevoked. Any other refusal, a plain 401 included, is retried.
+// Redirects are never followed (the URL policy would not see where they lead).
+import type { IncomingMessage } from "node:http";
 import WebSocket from "ws";
 import { HEARTBEAT_PING, HEARTBEAT_PONG, LIMITS, TIMING } from "../../schema/limits.ts";
-import { agentMessage, CLOSE, serverMessage, type AgentMessage, type WelcomeMessage } from "../../schema/agent-api.ts";
+import { agentMessage, CLOSE, isRevokedAnswer, serverMessage, type AgentMessage, type WelcomeMessage } from "../../schema/agent-api.ts";
 import { Backoff } from "../backoff.ts";
 import { describeCause } from "../errors.ts";
 import type { Logger } from "../log.ts";
@@ -17,6 +20,45 @@ import type { Logger } from "../log.ts";
 export type Hello = Extract<AgentMessage, { type: "hello" }>;
 
 const HEALTHY_CONNECTION_MS = 10_000; // a connection that lived this long resets the back-off
+const REFUSAL_BODY_CAP = 4 * 1024; // enough for {error, code}
+const REFUSAL_BODY_WAIT_MS = 5_000;
+
+// An upgrade the server answered with a plain HTTP response.
+type Refusal = { status: number; revoked: boolean; location: string | null };
+
+function describeRefusal(r: Refusal): string {
+  if (r.status >= 300 && r.status < 400) {
+    return `the server redirected the channel (HTTP ${r.status}) to ${r.location ?? "(no Location header)"}; the agent does not follow redirects: --server must name the final address`;
+  }
+  if (r.status === 401) return "the server refused this agent's credential on the channel (HTTP 401, not a revocation); retrying";
+  return `the server refused the WebSocket upgrade: HTTP ${r.status}`;
+}
+
+// The body of a refused upgrade, as JSON if it is JSON; whatever it holds, never more than the cap.
+function readRefusalBody(res: IncomingMessage): Promise<unknown> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const done = () => {
+      clearTimeout(timer);
+      const text = Buffer.concat(chunks).toString("utf8");
+      try {
+        resolve(JSON.parse(text));
+      } catch {
+        resolve(null);
+      }
+    };
+    const timer = setTimeout(done, REFUSAL_BODY_WAIT_MS);
+    res.on("data", (c: Buffer) => {
+      size += c.length;
+      if (size <= REFUSAL_BODY_CAP) chunks.push(c);
+      else res.destroy();
+    });
+    res.on("end", done);
+    res.on("close", done);
+    res.on("error", done);
+  });
+}
 
 export type ChannelDeps = {
   url: string;
@@ -70,20 +112,28 @@ export class Channel {
     const heartbeatMs = this.#deps.heartbeatMs ?? TIMING.heartbeatMs;
     const silenceMs = this.#deps.silenceMs ?? TIMING.offlineAfterMs;
     log.info(`channel connecting (attempt ${this.#backoff.attempt + 1})`);
-    const ws = new WebSocket(url, { headers: { authorization: `Bearer ${credential}` }, handshakeTimeout: 15_000, maxPayload: LIMITS.wsMessageBytes });
+    const ws = new WebSocket(url, {
+      headers: { authorization: `Bearer ${credential}` },
+      handshakeTimeout: 15_000,
+      maxPayload: LIMITS.wsMessageBytes,
+      followRedirects: false,
+    });
     this.#ws = ws;
     let openedAt = 0;
     let lastHeard = Date.now();
     let heartbeat: NodeJS.Timeout | null = null;
     let sentHello: Hello | null = null;
-    let refusedWith: number | null = null; // HTTP status of an upgrade the server refused
+    let refusal: Refusal | null = null;
 
-    // The upgrade answered with a plain HTTP response: keep its status, then drop it
-    // ('error' and 'close' follow).
+    // The upgrade answered with a plain HTTP response: keep what it says (a 401's body
+    // tells a revocation from any other refusal), then drop it ('error' and 'close' follow).
     ws.on("unexpected-response", (_req, res) => {
-      refusedWith = res.statusCode ?? 0;
-      res.resume();
-      ws.terminate();
+      const status = res.statusCode ?? 0;
+      const location = typeof res.headers.location === "string" ? res.headers.location : null;
+      void readRefusalBody(res).then((body) => {
+        refusal = { status, revoked: isRevokedAnswer(status, body), location };
+        ws.terminate();
+      });
     });
 
     ws.on("open", () => {
@@ -118,10 +168,11 @@ export class Channel {
       try {
         msg = JSON.parse(text);
       } catch {
-        return log.warn(`ignoring a non-JSON channel message: ${text.slice(0, 100)}`);
+        // Never the text itself: what the server sends may carry anything, command text included.
+        return log.warn(`ignoring a non-JSON channel message (${text.length} characters)`);
       }
       const parsed = serverMessage.safeParse(msg);
-      if (!parsed.success) return log.warn(`ignoring an unknown channel message: ${text.slice(0, 100)}`);
+      if (!parsed.success) return log.warn(`ignoring an unknown channel message (${text.length} characters)`);
       if (parsed.data.type === "welcome") {
         if (!this.#up) {
           this.#up = true;
@@ -139,7 +190,7 @@ export class Channel {
 
     ws.on("error", (e) => {
       // 'close' follows; log each distinct error once per outage
-      const text = refusedWith === null ? describeCause(e) : `the server refused the WebSocket upgrade: HTTP ${refusedWith}`;
+      const text = refusal === null ? describeCause(e) : describeRefusal(refusal);
       if (text !== this.#lastError) log.warn(`channel error: ${text}`);
       this.#lastError = text;
     });
@@ -154,9 +205,10 @@ export class Channel {
         this.#deps.onDown();
       }
       if (this.#stopped) return;
-      if (code === CLOSE.revoked || refusedWith === 401) {
+      const r = refusal as Refusal | null; // set in a callback: TypeScript cannot see it
+      if (code === CLOSE.revoked || r?.revoked) {
         this.#stopped = true; // reconnecting with a dead credential cannot help
-        const why = code === CLOSE.revoked ? `channel closed by the server: ${code} ${reasonBytes.toString() || "agent revoked"}` : "channel upgrade answered HTTP 401";
+        const why = code === CLOSE.revoked ? `channel closed by the server: ${code} ${reasonBytes.toString() || "agent revoked"}` : "channel upgrade answered HTTP 401: agent revoked";
         return this.#deps.onRevoked(why);
       }
       if (openedAt && Date.now() - openedAt >= HEALTHY_CONNECTION_MS) this.#backoff.reset();

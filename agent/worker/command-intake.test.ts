@@ -54,3 +54,14 @@ describe("command intake", () => {
     expect(classifyCommands([deploy(6)], 5, 5).items.map((i) => i.kind)).toEqual(["valid"]);
   });
 });
+
+describe("command intake never quotes a command", () => {
+  const SECRET = "deploy --password=hunter2-SECRET-COMMAND-TEXT";
+  it("describes a command without a readable seq without its text", () => {
+    const bad = { ...deploy(5), seq: "five", steps: [{ ...deploy(5).steps[0], command: SECRET }] };
+    const r = classifyCommands([deploy(4), bad], 3, 3);
+    expect(r.problem).toMatch(/without a readable seq after seq 4 \(seq is a string\)/);
+    expect(r.problem).not.toContain("hunter2");
+    expect(classifyCommands([SECRET], 0, 0).problem).not.toContain("hunter2");
+  });
+});

@@ -8,6 +8,8 @@
 //   `interrupted`; never run (invariant 2);
 // - rejected: fails validation; stored as ended, each step id read reported `failed`.
 // One whose seq is unreadable stops the intake there: nothing after it is stored.
+// Nothing here ever quotes a command: its text may hold secrets, and what this
+// returns is logged.
 import { command } from "../../schema/agent-api.ts";
 import { describeZodError } from "../../schema/errors.ts";
 import type { IncomingCommand } from "./journal.ts";
@@ -25,7 +27,9 @@ export function classifyCommands(raw: unknown[], lastSeq: number, acked: number)
     const parsed = command.safeParse(r);
     const seq = parsed.success ? parsed.data.seq : (r as { seq?: unknown })?.seq;
     if (typeof seq !== "number" || !Number.isInteger(seq) || seq < 1) {
-      return { items, problem: `a command without a readable seq after seq ${expected}: ${JSON.stringify(r)?.slice(0, 200)}` };
+      const what =
+        r === null || typeof r !== "object" ? `not an object` : seq === undefined ? "no seq" : typeof seq === "number" ? "seq not a positive integer" : `seq is a ${typeof seq}`;
+      return { items, problem: `a command without a readable seq after seq ${expected} (${what})` };
     }
     if (seq <= expected) continue; // already stored (or out of order): never store twice
     expected = seq;

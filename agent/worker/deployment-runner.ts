@@ -2,11 +2,12 @@
 // order, each as a detached shell step; every state change is journaled with
 // its report in one transaction. Also recovers steps a previous worker left
 // running: finish from the status file, re-attach, re-run (retry "safe") or
-// report them interrupted.
-import { LIMITS } from "../../schema/limits.ts";
+// report them interrupted. While it watches a step it keeps the step's output.log
+// within the per-step cap (agent/steps/output-cap.ts).
 import type { Command, StepToRun } from "../../schema/agent-api.ts";
 import { describeCause } from "../errors.ts";
 import type { Logger } from "../log.ts";
+import { capOutput, OUTPUT_CAP_BYTES, truncationNote } from "../steps/output-cap.ts";
 import {
   findStepProcesses,
   isStepAlive,
@@ -17,19 +18,24 @@ import {
   readStatus,
   readStepPid,
   reattachShellStep,
+  statusTime,
   startShellStep,
   stepPaths,
   waitForStep,
+  type StepPaths,
   type StepProcess,
 } from "../steps/shell-step.ts";
 import { JournalError, type Journal, type StepRow } from "./journal.ts";
 import type { StepOutcome } from "./reports.ts";
 import { nextStep, recoverRunningStep, stepDeadline } from "./scheduling.ts";
 
+const OUTPUT_CHECK_MS = 200;
+
 export type DeploymentRunnerDeps = {
   journal: Journal;
   stepsDir: string;
   workDir: string;
+  stepUmask: number | null; // for the user's command (null: the worker's own)
   log: Logger;
   onStepStarted: (stepId: string) => void; // a report was queued; start uploading output
   onStepEnded: (stepId: string) => void; // final state + report journaled
@@ -77,7 +83,7 @@ export class DeploymentRunner {
     this.#deps.onStepStarted(spec.stepId);
     let proc: StepProcess;
     try {
-      proc = await startShellStep({ stepId: spec.stepId, deploymentId: command.deploymentId, paths, cwd: this.#deps.workDir });
+      proc = await startShellStep({ stepId: spec.stepId, deploymentId: command.deploymentId, paths, cwd: this.#deps.workDir, umask: this.#deps.stepUmask });
     } catch (e) {
       log.error(`step ${spec.stepId} (${spec.name}) could not start`, e);
       await this.#finish(command, spec, { status: "failed", exitCode: null, reason: `could not start: ${describeCause(e)}` });
@@ -86,7 +92,7 @@ export class DeploymentRunner {
     // Not awaited (the wrapper also writes its pid file); journal writes stay in order.
     journal.setStepPid(spec.stepId, proc.pid).catch((e) => log.error(`cannot record pid of step ${spec.stepId}`, e));
     log.info(`step ${spec.stepId} (${spec.name}) started, pid ${proc.pid}`);
-    const outcome = await waitForStep(proc, stepDeadline(startedAt, spec.timeoutSeconds, startedAt), spec.timeoutSeconds);
+    const outcome = await this.#watch(spec.stepId, paths, () => waitForStep(proc, stepDeadline(startedAt, spec.timeoutSeconds, startedAt), spec.timeoutSeconds));
     await this.#finish(command, spec, outcome);
   }
 
@@ -103,14 +109,15 @@ export class DeploymentRunner {
       case "finish-from-status":
         log.info(`step ${spec.stepId} ended while no worker watched it (exit ${status})`);
         this.#deps.onStepStarted(spec.stepId);
-        await this.#finish(command, spec, outcomeFromEnd({ exitCode: status, signal: null }));
+        // Its report says when it ended, not when this worker found out (maybe hours later).
+        await this.#finish(command, spec, outcomeFromEnd({ exitCode: status, signal: null }), statusTime(paths) ?? Date.now());
         return;
       case "reattach": {
         log.info(`re-attached to step ${spec.stepId}, pid ${pid}`);
         if (row.pid === null) await journal.setStepPid(spec.stepId, pid!);
         this.#deps.onStepStarted(spec.stepId);
         const proc = reattachShellStep(paths, pid!, spec.stepId);
-        const outcome = await waitForStep(proc, stepDeadline(row.startedAt, spec.timeoutSeconds, Date.now()), spec.timeoutSeconds);
+        const outcome = await this.#watch(spec.stepId, paths, () => waitForStep(proc, stepDeadline(row.startedAt, spec.timeoutSeconds, Date.now()), spec.timeoutSeconds));
         await this.#finish(command, spec, outcome);
         return;
       }
@@ -138,15 +145,51 @@ export class DeploymentRunner {
     if (groups.length) this.#deps.log.warn(`step ${stepId}: killed leftover process group(s) ${groups.join(", ")} of its interrupted run`);
   }
 
-  async #finish(command: Command, spec: StepToRun, outcome: StepOutcome): Promise<void> {
+  // Waits for a step while keeping its output within the cap.
+  async #watch(stepId: string, paths: StepPaths, wait: () => Promise<StepOutcome>): Promise<StepOutcome> {
+    let busy = false;
+    const timer = setInterval(() => {
+      if (busy) return;
+      busy = true;
+      this.#capOutput(stepId, paths)
+        .catch((e) => this.#deps.log.error(`cannot record the output cut from step ${stepId}`, e))
+        .finally(() => (busy = false));
+    }, OUTPUT_CHECK_MS);
+    try {
+      return await wait();
+    } finally {
+      clearInterval(timer);
+    }
+  }
+
+  // Returns the bytes cut now; they are added to the step's journal row.
+  async #capOutput(stepId: string, paths: StepPaths): Promise<number> {
+    const { journal, log } = this.#deps;
+    let dropped: number;
+    try {
+      dropped = capOutput(paths.log, OUTPUT_CAP_BYTES);
+    } catch (e) {
+      log.error(`cannot keep the output of step ${stepId} within ${OUTPUT_CAP_BYTES} bytes`, e);
+      return 0;
+    }
+    if (dropped === 0) return 0;
+    const before = (await journal.step(stepId))?.outputDropped ?? 0;
+    if (before === 0) log.warn(`step ${stepId} wrote more than ${OUTPUT_CAP_BYTES} bytes of output: only the first ${OUTPUT_CAP_BYTES} are kept`);
+    await journal.addOutputDropped(stepId, dropped);
+    return dropped;
+  }
+
+  async #finish(command: Command, spec: StepToRun, outcome: StepOutcome, endedAt = Date.now()): Promise<void> {
     const paths = stepPaths(this.#deps.stepsDir, spec.stepId);
+    await this.#capOutput(spec.stepId, paths);
+    const dropped = (await this.#deps.journal.step(spec.stepId))?.outputDropped ?? 0;
     const size = logSize(paths);
     let reason = outcome.reason;
-    if (size > LIMITS.logBytesPerStep) {
-      const note = `output truncated: only the first ${LIMITS.logBytesPerStep} of ${size} bytes uploaded`;
+    if (dropped > 0) {
+      const note = truncationNote(OUTPUT_CAP_BYTES, dropped);
       reason = reason ? `${reason}; ${note}` : note;
     }
-    await this.#deps.journal.finishStep(spec.stepId, command.deploymentId, { ...outcome, reason }, size);
+    await this.#deps.journal.finishStep(spec.stepId, command.deploymentId, { ...outcome, reason }, size, endedAt);
     const code = outcome.exitCode === null ? "" : ` (exit ${outcome.exitCode})`;
     this.#deps.log.info(`step ${spec.stepId} (${spec.name}) ${outcome.status}${code}${reason ? `: ${reason}` : ""}`);
     this.#deps.onStepEnded(spec.stepId);

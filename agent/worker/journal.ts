@@ -4,18 +4,20 @@
 // transaction. One connection, and every operation serialized, so
 // read-decide-write sequences never interleave.
 import { createClient, type Client } from "@libsql/client";
-import { and, asc, eq, inArray, isNotNull, ne, sql } from "drizzle-orm";
+import { and, asc, eq, inArray, isNotNull, isNull, ne, sql } from "drizzle-orm";
 import { drizzle, type LibSQLDatabase } from "drizzle-orm/libsql";
 import { migrate } from "drizzle-orm/libsql/migrator";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { command as commandSchema, reportIds, type Command, type Report } from "../../schema/agent-api.ts";
-import { journalCommands, journalMeta, journalSteps, outbox } from "../../schema/journal.ts";
-import { LIMITS } from "../../schema/limits.ts";
+import { journalCommands, journalMeta, journalSteps, outbox, rejectedReports } from "../../schema/journal.ts";
 import { AgentError } from "../errors.ts";
+import { OUTPUT_CAP_BYTES } from "../steps/output-cap.ts";
+import { deletePrunable, selectPrunable } from "./journal-prune.ts";
 import { finishedReport, NO_RECORD_REASON, startedReport, type StepOutcome } from "./reports.ts";
 
 export type StepRow = typeof journalSteps.$inferSelect;
 export type OutboxEntry = { order: number; id: string; report: Report; createdAt: number };
+export type RejectedReport = typeof rejectedReports.$inferSelect;
 
 // A pulled command (agent/worker/command-intake.ts): valid, to run; or never to
 // run and stored as ended so that it is acknowledged, with a final report for every
@@ -109,8 +111,9 @@ export class Journal {
   }
 
   // Stores pulled commands and the new lastSeq in one transaction. A command whose
-  // id (or seq) is already in the journal is not stored again, so never run twice.
-  // Returns the seqs newly stored and the lastSeq now durable.
+  // id (or seq) is already in the journal, or whose seq is not above lastSeq (its
+  // row may have been pruned: lastSeq never is), is not stored again, so never run
+  // twice. Returns the seqs newly stored and the lastSeq now durable.
   storeCommands(items: IncomingCommand[], now = Date.now()): Promise<{ stored: number[]; lastSeq: number }> {
     return this.#tx("storeCommands", async (tx) => {
       const meta = await tx.select().from(journalMeta).where(eq(journalMeta.key, LAST_SEQ)).get();
@@ -119,7 +122,8 @@ export class Journal {
       for (const item of items) {
         const seq = item.kind === "valid" ? item.command.seq : item.seq;
         const id = item.kind === "valid" ? item.command.id : item.id;
-        lastSeq = Math.max(lastSeq, seq);
+        if (seq <= lastSeq) continue;
+        lastSeq = seq;
         const inserted = await tx
           .insert(journalCommands)
           .values({ seq, id, body: JSON.stringify(item.kind === "valid" ? item.command : item), state: item.kind === "valid" ? "pending" : "done", receivedAt: now })
@@ -255,15 +259,45 @@ export class Journal {
     });
   }
 
+  // The step's output will not be uploaded further (`why`: the server's answer or the
+  // local trouble); it counts as delivered from now on, across restarts.
+  giveUpLog(stepId: string, why: string): Promise<void> {
+    return this.#op("giveUpLog", async (db) => {
+      await db.update(journalSteps).set({ logGivenUp: why.slice(0, 500) }).where(eq(journalSteps.stepId, stepId));
+    });
+  }
+
+  // Bytes cut from a running step's output.log to keep it within the cap.
+  addOutputDropped(stepId: string, bytes: number): Promise<void> {
+    return this.#op("addOutputDropped", async (db) => {
+      await db
+        .update(journalSteps)
+        .set({ outputDropped: sql`${journalSteps.outputDropped} + ${bytes}` })
+        .where(eq(journalSteps.stepId, stepId));
+    });
+  }
+
   // Ended steps whose output the server does not fully hold yet (up to the per-step cap).
   stepsAwaitingLogUpload(): Promise<string[]> {
     return this.#op("stepsAwaitingLogUpload", async (db) => {
       const rows = await db
         .select({ stepId: journalSteps.stepId })
         .from(journalSteps)
-        .where(and(isNotNull(journalSteps.logSize), sql`${journalSteps.logUploaded} < min(${journalSteps.logSize}, ${LIMITS.logBytesPerStep})`));
+        .where(and(isNotNull(journalSteps.logSize), isNull(journalSteps.logGivenUp), sql`${journalSteps.logUploaded} < min(${journalSteps.logSize}, ${OUTPUT_CAP_BYTES})`));
       return rows.map((r) => r.stepId);
     });
+  }
+
+  // ---- retention (agent/worker/journal-prune.ts) ----
+
+  // Commands fully delivered whose steps all ended before `cutoff`, oldest first.
+  prunableCommands(cutoff: number, limit: number): Promise<{ seq: number; stepIds: string[] }[]> {
+    return this.#op("prunableCommands", (db) => selectPrunable(db, cutoff, OUTPUT_CAP_BYTES, limit));
+  }
+
+  // Removes those commands and their steps if they still qualify; meta.lastSeq stays.
+  pruneCommands(seqs: number[], cutoff: number): Promise<number[]> {
+    return this.#tx("pruneCommands", (tx) => deletePrunable(tx, seqs, cutoff, OUTPUT_CAP_BYTES));
   }
 
   // ---- outbox ----
@@ -280,6 +314,23 @@ export class Journal {
       const rows = await db.select().from(outbox).orderBy(asc(outbox.order)).limit(limit);
       return rows.map((r) => ({ order: r.order, id: r.id, report: JSON.parse(r.body) as Report, createdAt: r.createdAt }));
     });
+  }
+
+  // A report the server refused on its own (422) leaves the outbox, so the reports
+  // behind it can go, and is kept in rejected_reports for a human to look at.
+  rejectReport(id: string, status: number, error: string | null, now = Date.now()): Promise<boolean> {
+    return this.#tx("rejectReport", async (tx) => {
+      const row = await tx.select().from(outbox).where(eq(outbox.id, id)).get();
+      if (!row) return false;
+      const values = { id, body: row.body, status, error: error?.slice(0, 1000) ?? null, rejectedAt: now };
+      await tx.insert(rejectedReports).values(values).onConflictDoUpdate({ target: rejectedReports.id, set: values });
+      await tx.delete(outbox).where(eq(outbox.id, id));
+      return true;
+    });
+  }
+
+  rejectedReports(): Promise<RejectedReport[]> {
+    return this.#op("rejectedReports", (db) => db.select().from(rejectedReports).orderBy(asc(rejectedReports.rejectedAt)));
   }
 
   // Ids of the reports in the outbox, oldest first (hello.reports).
@@ -315,7 +366,7 @@ export class Journal {
       if (!row || row.state === "pending" || row.state === "running") return false;
       const outcome: StepOutcome = { status: row.state, exitCode: row.exitCode, reason: row.reason };
       await insertReport(tx, finishedReport(stepId, row.deploymentId, outcome, row.finishedAt ?? now), now);
-      await tx.update(journalSteps).set({ logUploaded: 0 }).where(eq(journalSteps.stepId, stepId));
+      await tx.update(journalSteps).set({ logUploaded: 0, logGivenUp: null }).where(eq(journalSteps.stepId, stepId));
       return true;
     });
   }

@@ -2,12 +2,16 @@
 // chunks of at most 256 KiB, polling file growth every 200 ms while the step
 // runs and draining at once when it ends. Progress (`logUploaded`) lives in the
 // journal, so a restarted worker resumes where the server is. Output beyond
-// 16 MiB per step is not uploaded (noted in the log and in the step's reason).
+// the per-step cap (16 MiB) is not kept (agent/steps/output-cap.ts) nor uploaded.
+// An upload that cannot go on — the server says the step has ended (410) or takes
+// no more (413), or the file cannot be read — is given up in the journal: the step
+// then counts as delivered, so its step-finished report is not held forever.
 import { openSync, readSync, closeSync } from "node:fs";
 import { LIMITS } from "../../schema/limits.ts";
 import { Backoff } from "../backoff.ts";
-import { HttpError, isTransient, ProtocolError } from "../errors.ts";
+import { describeCause, HttpError, isTransient, ProtocolError } from "../errors.ts";
 import type { Logger } from "../log.ts";
+import { OUTPUT_CAP_BYTES } from "../steps/output-cap.ts";
 import { logSize, stepPaths } from "../steps/shell-step.ts";
 import type { ApiClient } from "./api-client.ts";
 import type { Journal, StepRow } from "./journal.ts";
@@ -16,7 +20,7 @@ import { Waker } from "./waker.ts";
 const POLL_MS = 200;
 
 export function uploadTarget(logSizeFinal: number): number {
-  return Math.min(logSizeFinal, LIMITS.logBytesPerStep);
+  return Math.min(logSizeFinal, OUTPUT_CAP_BYTES);
 }
 
 function readChunk(path: string, offset: number, length: number): Buffer {
@@ -41,7 +45,6 @@ export type LogUploaderDeps = {
 export class LogUploader {
   readonly #deps: LogUploaderDeps;
   readonly #watches = new Map<string, Waker>();
-  readonly #abandoned = new Set<string>();
   readonly #abort = new AbortController();
   #stopped = false;
 
@@ -69,11 +72,13 @@ export class LogUploader {
     for (const stepId of await this.#deps.journal.stepsAwaitingLogUpload()) this.watch(stepId);
   }
 
-  // Whether a step-finished report may be posted: the server holds the whole (capped) output.
+  // Whether a step-finished report may be posted: the server holds the whole (capped)
+  // output, or its upload was given up.
   isDelivered(row: StepRow | undefined): boolean {
     if (!row) return true;
+    if (row.logGivenUp !== null) return true;
     if (row.logSize === null) return false;
-    return row.logUploaded >= uploadTarget(row.logSize) || this.#abandoned.has(row.stepId);
+    return row.logUploaded >= uploadTarget(row.logSize);
   }
 
   // The server is reachable again: cut every back-off short.
@@ -92,12 +97,17 @@ export class LogUploader {
     const paths = stepPaths(this.#deps.stepsDir, stepId);
     const backoff = new Backoff();
     let delivered = false;
+    const giveUp = async (why: string) => {
+      await journal.giveUpLog(stepId, why);
+      delivered = true;
+    };
     try {
       while (!this.#stopped) {
         const row = await journal.step(stepId);
         if (!row) return;
+        if (row.logGivenUp !== null) return void (delivered = true);
         const ended = row.logSize !== null;
-        const available = ended ? uploadTarget(row.logSize!) : Math.min(logSize(paths), LIMITS.logBytesPerStep);
+        const available = ended ? uploadTarget(row.logSize!) : Math.min(logSize(paths), OUTPUT_CAP_BYTES);
         if (row.logUploaded < available) {
           const want = Math.min(available - row.logUploaded, LIMITS.logChunkBytes);
           let bytes: Buffer;
@@ -105,22 +115,23 @@ export class LogUploader {
             bytes = readChunk(paths.log, row.logUploaded, want);
           } catch (e) {
             log.error(`cannot read output of step ${stepId}; its log upload is abandoned`, e);
-            this.#abandoned.add(stepId);
-            delivered = true;
-            return;
+            return await giveUp(`output unreadable: ${describeCause(e)}`);
           }
           if (bytes.length === 0) {
             if (ended) {
               log.error(`output of step ${stepId} is shorter than recorded (${row.logUploaded} < ${available} bytes); log upload abandoned`);
-              this.#abandoned.add(stepId);
-              delivered = true;
-              return;
+              return await giveUp(`output shorter than recorded (${row.logUploaded} < ${available} bytes)`);
             }
             await waker.wait(POLL_MS);
             continue;
           }
           try {
             const r = await api.putLog(stepId, row.logUploaded, bytes, this.#abort.signal);
+            if (r.ended) {
+              log.warn(`the server says step ${stepId} has ended (HTTP 410; it holds ${r.length} bytes of its output): no more of its output is uploaded`);
+              await journal.setLogUploaded(stepId, r.length);
+              return await giveUp(`the server ended the step (410) holding ${r.length} bytes`);
+            }
             if (r.conflict) log.warn(`log upload of step ${stepId} at offset ${row.logUploaded}: server holds ${r.length} bytes; resuming there`);
             await journal.setLogUploaded(stepId, r.length);
             backoff.reset();
@@ -134,16 +145,11 @@ export class LogUploader {
             }
             const why = e instanceof HttpError && e.status === 413 ? "the server refuses more output for this step" : "the server rejected it";
             log.error(`log upload of step ${stepId} at offset ${row.logUploaded} abandoned: ${why}`, e);
-            this.#abandoned.add(stepId);
-            delivered = true;
-            return;
+            return await giveUp(`${why}: ${describeCause(e)}`);
           }
           continue;
         }
         if (ended) {
-          if (row.logSize! > LIMITS.logBytesPerStep) {
-            log.warn(`output of step ${stepId} truncated: ${row.logSize} bytes, uploaded the first ${LIMITS.logBytesPerStep}`);
-          }
           delivered = true;
           return;
         }

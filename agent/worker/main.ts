@@ -2,11 +2,12 @@
 // (WebSocket for notifications, HTTPS for commands, reports and logs), runs
 // steps. Exits when the monitor goes away (IPC disconnect) or on SIGTERM;
 // running steps are detached and survive it, to be re-attached next start.
-// Exits with EXIT_REVOKED when the server refuses the credential (§Revoke).
+// Exits with EXIT_REVOKED when the server says the agent is revoked (§Revoke).
 import { mkdirSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { parseConcurrency } from "../args.ts";
+import { parseConcurrency, parseRetentionDays } from "../args.ts";
 import { EXIT_REVOKED, REVOKED_MESSAGE } from "../errors.ts";
+import { AGENT_UMASK, DIR_MODE, parseUmask, secureHome } from "../home.ts";
 import { createLogger } from "../log.ts";
 import { homePaths, readCredential, readSettings, removePidFile, writePidFile } from "../settings.ts";
 import { channelUrl } from "../url-policy.ts";
@@ -17,6 +18,7 @@ import { CommandPuller } from "./command-puller.ts";
 import { DeploymentRunner } from "./deployment-runner.ts";
 import { Journal } from "./journal.ts";
 import { LogUploader } from "./log-uploader.ts";
+import { Pruner, RETENTION_DAYS_DEFAULT } from "./pruner.ts";
 import { ReportSender } from "./report-sender.ts";
 import { applyResync } from "./resync.ts";
 import { Scheduler } from "./scheduler.ts";
@@ -24,21 +26,34 @@ import { Scheduler } from "./scheduler.ts";
 const log = createLogger("worker");
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ args: process.argv.slice(2), options: { home: { type: "string" }, concurrency: { type: "string" } }, strict: true });
+  // Private files from here on, even when started by hand; the umask we were given is
+  // the steps' unless the monitor passes the one `outpost-agent run` started with.
+  const inheritedUmask = process.umask(AGENT_UMASK);
+  const { values } = parseArgs({
+    args: process.argv.slice(2),
+    options: { home: { type: "string" }, concurrency: { type: "string" }, "retention-days": { type: "string" }, "step-umask": { type: "string" } },
+    strict: true,
+  });
   if (!values.home) throw new Error("worker: missing --home");
+  const stepUmask = values["step-umask"] === undefined ? inheritedUmask : parseUmask(values["step-umask"]);
+  if (stepUmask === null) throw new Error(`worker: invalid --step-umask ${JSON.stringify(values["step-umask"])}`);
   const paths = homePaths(values.home);
+  secureHome(paths.home);
   writePidFile(paths.workerPid);
   const settings = readSettings(paths.home);
   const credential = readCredential(paths.home);
   const maxConcurrent = parseConcurrency(values.concurrency) ?? settings.maxConcurrentDeployments;
-  mkdirSync(paths.steps, { recursive: true });
-  mkdirSync(paths.work, { recursive: true });
+  const retentionDays = parseRetentionDays(values["retention-days"]) ?? settings.retentionDays ?? RETENTION_DAYS_DEFAULT;
+  mkdirSync(paths.steps, { recursive: true, mode: DIR_MODE });
+  mkdirSync(paths.work, { recursive: true, mode: DIR_MODE });
   const journal = await Journal.open(paths.journal);
-  log.info(`started (pid ${process.pid}, agent ${settings.name}, server ${settings.server}, up to ${maxConcurrent} concurrent deployments)`);
+  log.info(
+    `started (pid ${process.pid}, agent ${settings.name}, server ${settings.server}, up to ${maxConcurrent} concurrent deployments, ended deployments kept ${retentionDays} day(s))`,
+  );
 
-  // Any 401 means the credential is revoked or unknown: every later request would
-  // be refused too, so stop rather than retry forever (docs/protocol.md §Revoke).
-  const api = new ApiClient(settings.server, credential, { onUnauthorized: (e) => revoked(e.message) });
+  // Only the server's explicit revoked answer stops the agent: every later request
+  // would be refused too (docs/protocol.md §Revoke). Other 401s are retried.
+  const api = new ApiClient(settings.server, credential, { onRevoked: (e) => revoked(e.message) });
   let sender: ReportSender | null = null;
   const uploader = new LogUploader({ journal, api, stepsDir: paths.steps, log: log.child("log"), onDelivered: () => sender?.kick() });
   sender = new ReportSender({
@@ -51,6 +66,7 @@ async function main(): Promise<void> {
     journal,
     stepsDir: paths.steps,
     workDir: paths.work,
+    stepUmask,
     log: log.child("run"),
     onStepStarted: (stepId) => {
       sender!.kick();
@@ -62,6 +78,7 @@ async function main(): Promise<void> {
     },
   });
   const scheduler = new Scheduler({ journal, runner, maxConcurrent, log: log.child("scheduler") });
+  const pruner = new Pruner({ journal, stepsDir: paths.steps, retentionDays, log: log.child("prune") });
   const puller = new CommandPuller({ journal, api, log: log.child("pull"), onStored: () => scheduler.kick(), onReportsQueued: () => sender!.kick() });
   // One resync at a time, in welcome order; a failed one drops the connection so
   // that the next connection's hello starts it over.
@@ -113,6 +130,7 @@ async function main(): Promise<void> {
     }, 8_000).unref();
     try {
       scheduler.stop();
+      pruner.stop();
       channel.stop();
       uploader.stop();
       sender!.stop();
@@ -143,6 +161,7 @@ async function main(): Promise<void> {
   else if (!process.connected) return void shutdown("monitor gone");
 
   await uploader.resumePending();
+  pruner.start();
   scheduler.kick();
   sender.kick();
   await puller.start();

@@ -1,7 +1,8 @@
 // docs/protocol.md §Reports (batches, order, a finished report waits for its output: §Logs).
 import { describe, expect, it } from "vitest";
 import { finishedReport, startedReport } from "./reports.ts";
-import { sendablePrefix } from "./report-sender.ts";
+import { onPostFailure, sendablePrefix } from "./report-sender.ts";
+import { CredentialRefusedError, HttpError, NetworkError, ProtocolError, RedirectError } from "../errors.ts";
 import type { OutboxEntry } from "./journal.ts";
 
 const entry = (order: number, report: OutboxEntry["report"], createdAt = 0): OutboxEntry => ({ order, id: report.id, report, createdAt });
@@ -32,5 +33,26 @@ describe("sendable prefix of the outbox", () => {
     const r = finishedReport("s1", "d1", { status: "failed", exitCode: 1, reason: "x".repeat(900) }, 5);
     expect(r.id).toBe("s1:finished");
     expect(r.type === "step-finished" && r.reason!.length).toBe(500);
+  });
+});
+
+describe("what a failed post leads to", () => {
+  const refused = (status: number) => new HttpError("POST", "/agent/v1/reports", status, { error: "no" });
+  it("splits a batch refused with 422 and rejects a single report refused with 422", () => {
+    expect(onPostFailure(refused(422), 5)).toBe("split");
+    expect(onPostFailure(refused(422), 1)).toBe("reject");
+  });
+
+  it("keeps every other refusal in the outbox: 400 and the like are held, never dropped", () => {
+    for (const status of [400, 403, 404, 409, 413]) {
+      expect(onPostFailure(refused(status), 1)).toBe("hold");
+      expect(onPostFailure(refused(status), 5)).toBe("hold");
+    }
+  });
+
+  it("backs off on what may pass later: network, 5xx, 429, a 401 that is not a revocation, a redirect, an unreadable answer", () => {
+    const later = [new NetworkError("POST", "/x", new Error("reset")), refused(503), refused(429), new CredentialRefusedError("POST", "/x", { error: "who?" }),
+      new RedirectError("POST", "/x", 307, "https://elsewhere"), new ProtocolError("too big")];
+    for (const e of later) expect(onPostFailure(e, 3), e.message).toBe("back-off");
   });
 });

@@ -1,11 +1,14 @@
 // Posts the journal's outbox to POST /agent/v1/reports in batches (≤ 100,
 // oldest first) and deletes rows only once acknowledged. A step-finished report
 // waits until the step's output is fully uploaded, and holds back the reports
-// queued after it, so the server sees them in order.
+// queued after it, so the server sees them in order. A batch refused with 422 is
+// posted again one report at a time: each report the server refuses on its own
+// leaves the outbox for the journal's rejected_reports, so one bad report cannot
+// block the others forever. Any other refusal keeps everything in the outbox.
 import type { Report } from "../../schema/agent-api.ts";
 import { LIMITS } from "../../schema/limits.ts";
 import { Backoff } from "../backoff.ts";
-import { isTransient, ProtocolError } from "../errors.ts";
+import { HttpError, isTransient, ProtocolError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { ApiClient } from "./api-client.ts";
 import type { Journal, OutboxEntry } from "./journal.ts";
@@ -46,6 +49,26 @@ export async function sendablePrefix(
   return { batch, retryInMs: null };
 }
 
+// What to do when posting a batch failed:
+// - back-off: the server could not take it now (network, 5xx, 429, a 401 that is not
+//   a revocation, a redirect, an answer we cannot read): retry with back-off;
+// - split: 422 on several reports: post them one at a time to find the bad one(s);
+// - reject: 422 on one report alone: it will never be taken, move it out of the outbox;
+// - hold: any other refusal (400, 413, …: a protocol mismatch an upgrade fixes):
+//   keep everything, retry every 30 s, never drop.
+export type PostFailure = "back-off" | "split" | "reject" | "hold";
+
+export function onPostFailure(e: unknown, batchSize: number): PostFailure {
+  if (isTransient(e) || e instanceof ProtocolError) return "back-off";
+  if (e instanceof HttpError && e.status === 422) return batchSize > 1 ? "split" : "reject";
+  return "hold";
+}
+
+const describeBatch = (batch: OutboxEntry[]) => {
+  const ids = batch.map((x) => x.id);
+  return `${batch.length} report(s) ${ids.slice(0, 3).join(", ")}${ids.length > 3 ? ", …" : ""}`;
+};
+
 export class ReportSender {
   readonly #deps: ReportSenderDeps;
   readonly #waker = new Waker();
@@ -79,7 +102,7 @@ export class ReportSender {
   }
 
   async #run(): Promise<void> {
-    const { journal, api, log } = this.#deps;
+    const { journal, log } = this.#deps;
     this.#running = true;
     try {
       while (!this.#stopped) {
@@ -90,32 +113,8 @@ export class ReportSender {
           if (retryInMs !== null) setTimeout(() => this.kick(), retryInMs + 1).unref();
           break;
         }
-        const reports: Report[] = batch.map((e) => e.report);
-        try {
-          log.debug(`posting ${reports.length} report(s): ${batch.map((e) => e.id).join(", ")}`);
-          const acked = new Set(await api.postReports(reports));
-          log.debug(`acked ${acked.size}`);
-          const done = batch.filter((e) => acked.has(e.id)).map((e) => e.id);
-          await journal.deleteReports(done);
-          this.#backoff.reset();
-          if (done.length < batch.length) {
-            const missing = batch.filter((e) => !acked.has(e.id)).map((e) => e.id);
-            log.warn(`server acknowledged ${done.length} of ${batch.length} reports; not acknowledged: ${missing.slice(0, 5).join(", ")}`);
-            if (done.length === 0) await this.#pause(this.#backoff.next());
-          }
-        } catch (e) {
-          if (this.#stopped) break;
-          const ids = batch.map((x) => x.id);
-          const context = `${batch.length} report(s) ${ids.slice(0, 3).join(", ")}${ids.length > 3 ? ", …" : ""}`;
-          if (isTransient(e) || e instanceof ProtocolError) {
-            const d = this.#backoff.next();
-            log.warn(`posting ${context} failed; retrying in ${d} ms`, e);
-            await this.#pause(d);
-          } else {
-            log.error(`SERVER REJECTED ${context}; they stay in the outbox, retrying in ${REJECTED_RETRY_MS / 1000} s`, e);
-            await this.#pause(REJECTED_RETRY_MS);
-          }
-        }
+        const failure = await this.#send(batch);
+        if (failure !== null) await this.#onFailure(failure, batch);
       }
     } catch (e) {
       log.error("report sender stopped on a journal error; retrying in 5 s", e);
@@ -123,6 +122,66 @@ export class ReportSender {
     } finally {
       this.#running = false;
     }
+  }
+
+  // Posts a batch and deletes what the server acknowledged. Returns the error, if any:
+  // journal errors are thrown (the caller's loop stops and restarts later).
+  async #send(batch: OutboxEntry[]): Promise<unknown | null> {
+    const { journal, api, log } = this.#deps;
+    const reports: Report[] = batch.map((e) => e.report);
+    let acked: Set<string>;
+    try {
+      log.debug(`posting ${reports.length} report(s): ${batch.map((e) => e.id).join(", ")}`);
+      acked = new Set(await api.postReports(reports));
+      log.debug(`acked ${acked.size}`);
+    } catch (e) {
+      return e;
+    }
+    const done = batch.filter((e) => acked.has(e.id)).map((e) => e.id);
+    await journal.deleteReports(done);
+    this.#backoff.reset();
+    if (done.length < batch.length) {
+      const missing = batch.filter((e) => !acked.has(e.id)).map((e) => e.id);
+      log.warn(`server acknowledged ${done.length} of ${batch.length} reports; not acknowledged: ${missing.slice(0, 5).join(", ")}`);
+      if (done.length === 0) await this.#pause(this.#backoff.next());
+    }
+    return null;
+  }
+
+  async #onFailure(e: unknown, batch: OutboxEntry[]): Promise<void> {
+    const { log } = this.#deps;
+    if (this.#stopped) return;
+    switch (onPostFailure(e, batch.length)) {
+      case "back-off": {
+        const d = this.#backoff.next();
+        log.warn(`posting ${describeBatch(batch)} failed; retrying in ${d} ms`, e);
+        return this.#pause(d);
+      }
+      case "split": {
+        log.warn(`the server refused ${describeBatch(batch)} together; posting them one at a time to find the one(s) it refuses`, e);
+        for (const entry of batch) {
+          if (this.#stopped) return;
+          const alone = await this.#send([entry]);
+          if (alone === null) continue;
+          if (onPostFailure(alone, 1) !== "reject") return this.#onFailure(alone, [entry]); // the loop peeks the outbox again
+          await this.#reject(entry, alone as HttpError);
+        }
+        return;
+      }
+      case "reject":
+        return this.#reject(batch[0], e as HttpError);
+      case "hold":
+        log.error(`SERVER REJECTED ${describeBatch(batch)}; they stay in the outbox, retrying in ${REJECTED_RETRY_MS / 1000} s`, e);
+        return this.#pause(REJECTED_RETRY_MS);
+    }
+  }
+
+  async #reject(entry: OutboxEntry, e: HttpError): Promise<void> {
+    await this.#deps.journal.rejectReport(entry.id, e.status, e.serverError);
+    this.#deps.log.error(
+      `REPORT REJECTED: the server refused report ${entry.id} on its own (HTTP ${e.status}: ${e.serverError ?? "no reason given"}); ` +
+        "it is moved out of the outbox into the journal's rejected_reports table and not sent again",
+    );
   }
 
   async #pause(ms: number): Promise<void> {

@@ -1,7 +1,9 @@
-// docs/protocol.md §Revoke with real processes: once the server refuses the
-// agent's credential (channel closed 4003, or a 401), the worker exits with
-// EXIT_REVOKED and the monitor stops instead of restarting it, non-zero, saying
-// why. The step that was running is canceled on the server and left alone here.
+// docs/protocol.md §Revoke with real processes: once the server says the agent is
+// revoked (channel closed 4003, or a 401 with code "agent-revoked"), the worker
+// exits with EXIT_REVOKED and the monitor stops instead of restarting it,
+// non-zero, saying why. The step that was running is canceled on the server and
+// left alone here. A 401 that does not say "revoked" (an unknown credential) is
+// retried: the agent keeps running.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -62,7 +64,7 @@ describe("§Revoke", () => {
     expect(existsSync(join(home, "worker.pid"))).toBe(false);
     expect(existsSync(join(home, "monitor.pid"))).toBe(false);
     const log = readFileSync(agent.logFile, "utf8");
-    // Normally the channel's 4003 close; a request refused 401 first says the same.
+    // Normally the channel's 4003 close; a request refused with the revoked 401 first says the same.
     expect(log).toMatch(new RegExp(`outpost-agent\\[worker\\] ERROR ${escape(REVOKED_MESSAGE)} \\((channel closed by the server: 4003 agent revoked|.*HTTP 401)`));
     expect(log).toMatch(new RegExp(`outpost-agent\\[monitor\\] ERROR ${escape(REVOKED_MESSAGE)}; worker ${worker} stopped and is not restarted`));
     expect(log.match(/worker started, pid/g)).toHaveLength(1); // never restarted
@@ -76,7 +78,7 @@ describe("§Revoke", () => {
     expect((await server.api("GET", `/api/v1/deployments/${dep}`)).json.steps[0]).toMatchObject({ status: "canceled", reason: "agent revoked" });
   });
 
-  it("a revoked agent started again is refused (401) and stops at once, non-zero", async () => {
+  it("a revoked agent started again is refused (401, code agent-revoked) and stops at once, non-zero", async () => {
     const name = "revoke-restart";
     const home = await server.registerAgent(name);
     const del = await server.api("DELETE", `/api/v1/agents/${agentId(home)}`);
@@ -88,5 +90,19 @@ describe("§Revoke", () => {
     expect(log).toMatch(new RegExp(`\\[worker\\] ERROR ${escape(REVOKED_MESSAGE)} \\(.*(401|4003)`));
     expect(log).toMatch(new RegExp(`\\[monitor\\] ERROR ${escape(REVOKED_MESSAGE)}`));
     expect(existsSync(join(home, "monitor.pid"))).toBe(false);
+  });
+
+  it("a credential the server does not know (a 401 without the revoked code) is retried: the agent keeps running and says the server refused it", async () => {
+    const name = "unknown-credential";
+    const home = await server.registerAgent(name);
+    writeFileSync(join(home, "credential.json"), JSON.stringify({ credential: "not-a-credential-this-server-knows" }) + "\n", { mode: 0o600 });
+    const agent = server.startAgent(name, home);
+    agents.push(agent);
+    expect(await exitWithin(agent, 8_000)).toBe("still running");
+    const log = readFileSync(agent.logFile, "utf8");
+    expect(log).toMatch(/\[worker\/pull\] WARN pull after=0 failed; retrying in \d+ ms: .*HTTP 401.*refused this agent's credential without saying it is revoked/);
+    expect(log).toMatch(/\[worker\/channel\] WARN channel error: the server refused this agent's credential on the channel \(HTTP 401, not a revocation\)/);
+    expect(log).not.toContain(REVOKED_MESSAGE);
+    expect(log.match(/worker started, pid/g)).toHaveLength(1);
   });
 });
