@@ -101,6 +101,11 @@ describe("rejected reports", () => {
       { id: "c1-s0:started", body: JSON.stringify(first.report), status: 422, error: "reports name steps that are not this agent's: c1-s0", rejectedAt: 500 },
     ]);
     expect(await journal.rejectReport("not-there", 422, null)).toBe(false);
+    // Kept for the retention period, like the rest of the deployment's record.
+    await journal.pruneCommands([], 500);
+    expect(await journal.rejectedReports()).toHaveLength(1);
+    await journal.pruneCommands([], 501);
+    expect(await journal.rejectedReports()).toEqual([]);
   });
 });
 

@@ -4,7 +4,7 @@
 // transaction. One connection, and every operation serialized, so
 // read-decide-write sequences never interleave.
 import { createClient, type Client } from "@libsql/client";
-import { and, asc, eq, inArray, isNotNull, isNull, ne, sql } from "drizzle-orm";
+import { and, asc, eq, inArray, isNotNull, isNull, lt, ne, sql } from "drizzle-orm";
 import { drizzle, type LibSQLDatabase } from "drizzle-orm/libsql";
 import { migrate } from "drizzle-orm/libsql/migrator";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -296,8 +296,12 @@ export class Journal {
   }
 
   // Removes those commands and their steps if they still qualify; meta.lastSeq stays.
+  // Reports set aside as rejected go after the same period.
   pruneCommands(seqs: number[], cutoff: number): Promise<number[]> {
-    return this.#tx("pruneCommands", (tx) => deletePrunable(tx, seqs, cutoff, OUTPUT_CAP_BYTES));
+    return this.#tx("pruneCommands", async (tx) => {
+      await tx.delete(rejectedReports).where(lt(rejectedReports.rejectedAt, cutoff));
+      return deletePrunable(tx, seqs, cutoff, OUTPUT_CAP_BYTES);
+    });
   }
 
   // ---- outbox ----
@@ -317,7 +321,7 @@ export class Journal {
   }
 
   // A report the server refused on its own (422) leaves the outbox, so the reports
-  // behind it can go, and is kept in rejected_reports for a human to look at.
+  // behind it can go, and is kept in rejected_reports for a human to look at (for the retention period).
   rejectReport(id: string, status: number, error: string | null, now = Date.now()): Promise<boolean> {
     return this.#tx("rejectReport", async (tx) => {
       const row = await tx.select().from(outbox).where(eq(outbox.id, id)).get();
