@@ -46,7 +46,7 @@ async function applyMigrations(persist: string, env: NodeJS.ProcessEnv) {
     process.stderr.write(Buffer.concat(output));
     throw new Error(`applying the D1 migrations failed (wrangler exited with ${code})`);
   }
-  const applied = Buffer.concat(output).toString().match(/\d{4}_\w+\.sql │ ✅/g)?.length ?? 0;
+  const applied = Buffer.concat(output).toString().match(/\d{4}_\w+\.sql\s*│\s*✅/g)?.length ?? 0;
   console.log(applied ? `D1: applied ${applied} migration(s)` : "D1: schema up to date");
 }
 

@@ -45,7 +45,11 @@ function diesFirst(c: Child, what: string): Promise<never> {
 async function registerLocalAgent() {
   const { token } = await api("POST", "/api/v1/registration-tokens", {});
   mkdirSync(agentHome, { recursive: true, mode: 0o700 });
-  await runToEnd(process.execPath, [agentBin, "register", "--server", base, "--token", token, "--name", AGENT_NAME, "--home", agentHome], { cwd: projectRoot });
+  // Through the environment, not the command line, where `ps` would show the token.
+  await runToEnd(process.execPath, [agentBin, "register", "--server", base, "--name", AGENT_NAME, "--home", agentHome], {
+    cwd: projectRoot,
+    env: { ...process.env, OUTPOST_REGISTRATION_TOKEN: token },
+  });
 }
 
 async function waitAgentOnline(timeoutMs: number): Promise<boolean> {
