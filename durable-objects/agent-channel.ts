@@ -6,25 +6,25 @@
 // only in memory: the ledger and socket attachments survive hibernation; the in-memory
 // state is per-request plumbing.
 import { DurableObject } from "cloudflare:workers";
-import { AGENT_REVOKED, agentMessage, commandBody, pullQuery, type CommandBody, type PullResponse, type Report, type ServerMessage } from "../schema/agent-api.ts";
+import { AGENT_REVOKED, agentMessage, commandBody, type CommandBody, type PullResponse, type Report, type ServerMessage } from "../schema/agent-api.ts";
 import { describeZodError } from "../schema/errors.ts";
+import { errorResponse } from "../schema/http.ts";
 import { HEARTBEAT_PING, HEARTBEAT_PONG, LIMITS, TIMING } from "../schema/limits.ts";
-import type { Env } from "../worker/env.ts";
-import { errorResponse, json } from "../worker/http-errors.ts";
 import { openAlarmSchedule, type AlarmSchedule } from "./alarm-schedule.ts";
 import { migrateLedger, openLedger, type Ledger } from "./ledger.ts";
 import { openPresence, type Presence } from "./presence.ts";
 import { openProjectionDrain, type ProjectionDrain } from "./projection-drain.ts";
-import { isRevokedInD1 } from "./projection.ts";
+import { isRevokedInD1 } from "../d1/projection.ts";
 import { parseOfflineAfterMs } from "./rules.ts";
 import { dispatchFromD1 } from "./self-dispatch.ts";
 import { CLOSE, closeQuietly, greetedSockets, openSockets, send, type Attachment } from "./sockets.ts";
 import { downtimeBefore } from "./uptime.ts";
 import { openWork, type Work } from "./work.ts";
 
+// The Worker authenticates the WebSocket upgrade and names the agent in this header;
+// it strips any such header the client sent.
 export const AGENT_ID_HEADER = "X-Outpost-Agent-Id";
 const REVOKED = "this agent has been revoked";
-const revokedResponse = () => errorResponse(401, REVOKED, { code: AGENT_REVOKED });
 
 // A report batch waits this long for its projection before being answered; the
 // projection itself carries on (and is retried by the alarm if it fails).
@@ -35,10 +35,17 @@ const SELF_DISPATCH_CHECK_MS = 5000;
 // Read at call time, never captured: the tests move Date.now to fake the clock.
 const clock = () => Date.now();
 
-export type ReportsOutcome = { acked: string[] } | { rejected: string; status: 401 | 422; code?: string };
+// RPC answers, which the Worker turns into HTTP: what was asked for, or a refusal with
+// the status, message and extra fields of its error answer.
+// (Plain values only: RPC carries what it can serialize.)
+type Extra = Record<string, string | number>;
+export type Refusal = { status: 401 | 409 | 422; error: string; extra: Extra };
+export type Outcome<T> = { ok: true; value: T } | { ok: false; refused: Refusal };
+const refuse = (status: Refusal["status"], error: string, extra: Extra = {}): { ok: false; refused: Refusal } => ({ ok: false, refused: { status, error, extra } });
+const revoked = () => refuse(401, REVOKED, { code: AGENT_REVOKED });
 export type ChannelStatus = { connected: boolean; head: number; acked: number; openCommands: number; pendingProjections: number };
 
-export class AgentChannel extends DurableObject<Env> {
+export class AgentChannel extends DurableObject<Cloudflare.Env> {
   private readonly ledger: Ledger;
   private readonly work: Work;
   private readonly alarms: AlarmSchedule;
@@ -46,7 +53,7 @@ export class AgentChannel extends DurableObject<Env> {
   private readonly presence: Presence;
   private readonly pullWaiters = new Set<() => void>();
 
-  constructor(ctx: DurableObjectState, env: Env) {
+  constructor(ctx: DurableObjectState, env: Cloudflare.Env) {
     super(ctx, env);
     this.ledger = openLedger(ctx.storage);
     this.work = openWork(ctx.storage);
@@ -80,14 +87,14 @@ export class AgentChannel extends DurableObject<Env> {
   // A batch of reports the Worker has already validated. Every id is acknowledged
   // (new and already-applied alike); nothing is applied if one names a step that
   // is not this agent's. `sentAt` (the agent's clock) places their times on ours.
-  async receiveReports(agentId: string, reports: Report[], sentAt: number): Promise<ReportsOutcome> {
+  async receiveReports(agentId: string, reports: Report[], sentAt: number): Promise<Outcome<{ acked: string[] }>> {
     this.ledger.bindAgent(agentId);
     // Revoked between the Worker's credential check and this call.
-    if (this.work.revokedAt() !== null) return { rejected: REVOKED, status: 401, code: AGENT_REVOKED };
+    if (this.work.revokedAt() !== null) return revoked();
     const foreign = this.ledger.foreignReports(reports);
     if (foreign.length > 0) {
       const steps = [...new Set(foreign.map((r) => r.stepId))].slice(0, 10).join(", ");
-      return { rejected: `reports name steps that are not this agent's: ${steps}`, status: 422 };
+      return refuse(422, `reports name steps that are not this agent's: ${steps}`);
     }
     const receivedAt = Date.now();
     const { acked, applied } = this.ledger.applyReports(reports, receivedAt, receivedAt - sentAt);
@@ -97,7 +104,7 @@ export class AgentChannel extends DurableObject<Env> {
       await Promise.race([drained, new Promise<void>((r) => (timer = setTimeout(r, PROJECTION_WAIT_MS)))]);
       if (timer !== undefined) clearTimeout(timer);
     }
-    return { acked };
+    return { ok: true, value: { acked } };
   }
 
   // Stores a command (idempotent by id) and tells the agent there is something new.
@@ -138,7 +145,30 @@ export class AgentChannel extends DurableObject<Env> {
     this.ctx.abort("evicted by test hook");
   }
 
-  // ---- HTTP from the Worker (already authenticated; the agent id is in AGENT_ID_HEADER) ----
+  // docs/protocol.md §Commands: `after` acknowledges every seq up to it; answers the
+  // commands after it, holding a pull with nothing to return for up to `wait` seconds.
+  async pull(agentId: string, after: number, wait: number): Promise<Outcome<PullResponse>> {
+    this.ledger.bindAgent(agentId);
+    if (this.work.revokedAt() !== null) return revoked();
+    let head = this.ledger.head();
+    if (after > head) return refuse(409, `after=${after} is beyond the last command (${head})`, { head });
+    // Read before this pull acknowledges: a journal that lost commands says a lower
+    // `after` than the ledger already saw, and the agent must learn which (§Commands).
+    const acked = this.ledger.ackedSeq();
+    this.ledger.ack(after);
+    let commands = this.ledger.commandsAfter(after);
+    if (commands.length === 0 && wait > 0) {
+      await this.waitForCommand(wait * 1000);
+      // A revoke releases the long-poll: the agent learns it at once.
+      if (this.work.revokedAt() !== null) return revoked();
+      head = this.ledger.head();
+      commands = this.ledger.commandsAfter(after);
+    }
+    return { ok: true, value: { commands, head, acked } };
+  }
+
+  // ---- the WebSocket upgrade: the only HTTP this object serves ----
+  // Already authenticated by the Worker, which names the agent in AGENT_ID_HEADER.
 
   async fetch(request: Request): Promise<Response> {
     const agentId = request.headers.get(AGENT_ID_HEADER);
@@ -146,23 +176,13 @@ export class AgentChannel extends DurableObject<Env> {
       console.error(`AgentChannel ${this.ctx.id}: request without ${AGENT_ID_HEADER}`);
       return errorResponse(500, "internal error");
     }
-    this.ledger.bindAgent(agentId);
-    if (this.work.revokedAt() !== null) return revokedResponse();
-    const url = new URL(request.url);
-    switch (url.pathname) {
-      case "/channel":
-        return this.openChannel(request);
-      case "/commands":
-        return this.pull(url);
-      default:
-        console.error(`AgentChannel ${agentId}: unknown internal path ${url.pathname}`);
-        return errorResponse(404, "not found");
-    }
-  }
-
-  private async openChannel(request: Request): Promise<Response> {
     if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
       return errorResponse(426, "expected a WebSocket upgrade");
+    }
+    this.ledger.bindAgent(agentId);
+    if (this.work.revokedAt() !== null) {
+      const { status, error, extra } = revoked().refused;
+      return errorResponse(status, error, extra);
     }
     // A new connection means the agent reconnected: older sockets are stale.
     for (const old of this.ctx.getWebSockets()) closeQuietly(old, CLOSE.replaced, "replaced by a newer connection");
@@ -172,27 +192,6 @@ export class AgentChannel extends DurableObject<Env> {
     server.serializeAttachment({ connectedAt: now, seenAt: now, hello: false, version: null } satisfies Attachment);
     await this.alarms.noLaterThan(now + this.offlineAfterMs());
     return new Response(null, { status: 101, webSocket: client });
-  }
-
-  private async pull(url: URL): Promise<Response> {
-    const parsed = pullQuery.safeParse(Object.fromEntries(url.searchParams));
-    if (!parsed.success) return errorResponse(400, `invalid query: ${describeZodError(parsed.error)}`);
-    const { after, wait } = parsed.data;
-    let head = this.ledger.head();
-    if (after > head) return errorResponse(409, `after=${after} is beyond the last command (${head})`, { head });
-    // Read before this pull acknowledges: a journal that lost commands says a lower
-    // `after` than the ledger already saw, and the agent must learn which (§Commands).
-    const acked = this.ledger.ackedSeq();
-    this.ledger.ack(after);
-    let commands = this.ledger.commandsAfter(after);
-    if (commands.length === 0 && wait > 0) {
-      await this.waitForCommand(wait * 1000);
-      // A revoke releases the long-poll: the agent learns it at once.
-      if (this.work.revokedAt() !== null) return revokedResponse();
-      head = this.ledger.head();
-      commands = this.ledger.commandsAfter(after);
-    }
-    return json({ commands, head, acked } satisfies PullResponse);
   }
 
   // ---- WebSocket (hibernation API) ----

@@ -9,16 +9,9 @@ import { appliedReports, channelMeta, commandSteps, commands, projectionOutbox }
 import type { Command, CommandBody, Report } from "../schema/agent-api.ts";
 import { commandBody, reportIds, storedReport } from "../schema/agent-api.ts";
 import { LIMITS } from "../schema/limits.ts";
+import type { ProjectionJob } from "../d1/projection.ts";
 import { placeOnServerClock } from "./rules.ts";
 
-// What the projection writes to D1: an applied report, or a decision the server took
-// about this agent's steps (docs/protocol.md §Agent lost, §Revoke). A report carries
-// when its work happened placed on the server's clock (`at`) and when the server
-// received it (`receivedAt`).
-export type ProjectionJob =
-  | { kind: "report"; report: Report; at: number; receivedAt: number }
-  | { kind: "agent-lost"; deploymentId: string; at: number }
-  | { kind: "revoked"; at: number };
 export type OutboxRow = { order: number; key: string; job: ProjectionJob; attempts: number };
 
 // welcome.expecting is capped: the agent re-sends what it holds anyway.

@@ -5,7 +5,7 @@
 // event or the alarm must not fail over presence. docs/protocol.md §Presence.
 import type { AlarmSchedule } from "./alarm-schedule.ts";
 import type { Ledger } from "./ledger.ts";
-import { setPresence } from "./projection.ts";
+import { setPresence } from "../d1/projection.ts";
 import { splitByLiveness } from "./rules.ts";
 import { CLOSE, closeQuietly, greetedSockets, openSockets, type Attachment } from "./sockets.ts";
 import type { Work } from "./work.ts";

@@ -2,7 +2,7 @@
 // D1 refused stays in the outbox with its error and the alarm retries it with backoff,
 // so an agent's acknowledgement never waits on D1. docs/protocol.md §Projection.
 import type { Ledger } from "./ledger.ts";
-import { projectJobs } from "./projection.ts";
+import { projectJobs } from "../d1/projection.ts";
 import { projectionBackoffMs } from "./rules.ts";
 
 export type ProjectionDrain = ReturnType<typeof openProjectionDrain>;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { agentLostDeadline, applyFinished, canonicalJson, commandIdFor, deploymentOutcome, parseOfflineAfterMs, projectionBackoffMs, splitByLiveness, placeOnServerClock } from "./rules.ts";
+import { agentLostDeadline, applyFinished, deploymentOutcome, parseOfflineAfterMs, placeOnServerClock, projectionBackoffMs, splitByLiveness } from "./rules.ts";
 
 describe("deploymentOutcome", () => {
   it("is undecided while any step is pending or running", () => {
@@ -44,12 +44,6 @@ describe("parseOfflineAfterMs", () => {
   });
 });
 
-describe("commandIdFor", () => {
-  it("derives one command id per deployment and agent", () => {
-    expect(commandIdFor("d1", "a1")).toBe("d1:a1");
-  });
-});
-
 // docs/protocol.md §Projection, §Agent lost
 describe("applyFinished", () => {
   const report = { status: "succeeded" as const, reason: null };
@@ -75,14 +69,6 @@ describe("agentLostDeadline", () => {
     expect(agentLostDeadline(1000, 5000, 60)).toBe(65_000);
     expect(agentLostDeadline(9000, 5000, 60)).toBe(69_000);
     expect(agentLostDeadline(null, 5000, 1)).toBe(6000);
-  });
-});
-
-// docs/protocol.md §Idempotent requests
-describe("canonicalJson", () => {
-  it("ignores key order and undefined fields, keeps array order", () => {
-    expect(canonicalJson({ b: 1, a: [2, { d: 1, c: undefined }] })).toBe(canonicalJson({ a: [2, { d: 1 }], b: 1 }));
-    expect(canonicalJson([1, 2])).not.toBe(canonicalJson([2, 1]));
   });
 });
 

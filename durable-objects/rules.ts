@@ -1,48 +1,32 @@
-// Pure rules of the delivery contract, shared by the Worker and the AgentChannel
-// Durable Object and tested without any storage (rules.test.ts).
-import type { DeploymentStatus, StepStatus } from "../schema/api.ts";
+// Pure rules of the delivery contract, used by the AgentChannel Durable Object and
+// tested without any storage (rules.test.ts). applyFinished and deploymentOutcome
+// state the projection's rules in plain code: the projection itself runs them as SQL
+// (d1/projection.ts), and test/worker/projection-oracle.test.ts holds the two against
+// each other.
+import { backoffCapMs } from "../schema/backoff.ts";
+import { isActiveStep, lateResultReason, SERVER_REASONS, type DeploymentStatus, type StepStatus } from "../schema/steps.ts";
 
-// One command per (deployment, agent): its id is derived, so a repeated dispatch
-// finds the command already stored, and a report names its command without a lookup table.
-export function commandIdFor(deploymentId: string, agentId: string): string {
-  return `${deploymentId}:${agentId}`;
-}
-
-export const TERMINAL_STEP_STATUSES = ["succeeded", "failed", "interrupted", "skipped", "canceled"] as const satisfies readonly StepStatus[];
-export const ACTIVE_STEP_STATUSES = ["pending", "running"] as const satisfies readonly StepStatus[];
-
-// docs/protocol.md §Agent lost / §Revoke: the reasons the server records when it ends a step itself.
-export const AGENT_LOST_REASON = "agent-lost";
-export const LATE_RESULT_REASON = "agent-lost; result arrived later";
-export const REVOKED_REASON = "agent revoked";
-
-const isActive = (s: StepStatus) => (ACTIVE_STEP_STATUSES as readonly string[]).includes(s);
-
-export type StepState = { status: StepStatus; reason: string | null };
+// A step as the projection sees it: its status and the reason recorded with it.
+export type StepResult = { status: StepStatus; reason: string | null };
 
 // §Projection: step state only moves forward. A final report ends an active step; the one
 // exception is a step the server failed as agent-lost: the agent's real result still
 // replaces it (once — the new reason no longer reads "agent-lost"), flagged as late.
-// Returns null when the report changes nothing. projection.ts encodes the same rule in SQL.
-export function applyFinished(current: StepState, report: { status: StepStatus; reason: string | null }): StepState | null {
-  if (isActive(current.status)) return { status: report.status, reason: report.reason };
-  if (current.status === "failed" && current.reason === AGENT_LOST_REASON) return { status: report.status, reason: lateResultReason(report.reason) };
+// Returns null when the report changes nothing.
+export function applyFinished(current: StepResult, report: StepResult): StepResult | null {
+  if (isActiveStep(current.status)) return { status: report.status, reason: report.reason };
+  if (current.status === "failed" && current.reason === SERVER_REASONS.agentLost) return { status: report.status, reason: lateResultReason(report.reason) };
   return null;
-}
-
-export function lateResultReason(agentReason: string | null): string {
-  return agentReason ? `${LATE_RESULT_REASON}: ${agentReason}`.slice(0, 600) : LATE_RESULT_REASON;
 }
 
 // A deployment ends when its last step ends: succeeded only if every step succeeded
 // in time — a result that arrived after agent-lost does not make it a success (and a
 // terminal deployment never changes again anyway).
-// The projection's SQL (durable-objects/projection.ts) encodes the same rule in one statement.
-export function deploymentOutcome(steps: readonly (StepStatus | StepState)[]): DeploymentStatus | null {
+export function deploymentOutcome(steps: readonly (StepStatus | StepResult)[]): DeploymentStatus | null {
   const states = steps.map((s) => (typeof s === "string" ? { status: s, reason: null } : s));
   if (states.length === 0) return null;
-  if (states.some((s) => isActive(s.status))) return null;
-  return states.every((s) => s.status === "succeeded" && !s.reason?.startsWith(AGENT_LOST_REASON)) ? "succeeded" : "failed";
+  if (states.some((s) => isActiveStep(s.status))) return null;
+  return states.every((s) => s.status === "succeeded" && !s.reason?.startsWith(SERVER_REASONS.agentLost)) ? "succeeded" : "failed";
 }
 
 // §Agent lost: while the agent is offline, an unfinished command is given up on at
@@ -62,7 +46,7 @@ export function placeOnServerClock(agentAt: number, offsetMs: number, receivedAt
 
 // Retry delay of a failed projection to D1: 1 s, 2 s, 4 s … capped at one minute.
 export function projectionBackoffMs(attempts: number): number {
-  return Math.min(60_000, 1000 * 2 ** Math.max(0, Math.min(attempts - 1, 16)));
+  return backoffCapMs(attempts - 1, 1000, 60_000);
 }
 
 export type SocketSeen = { lastSeenAt: number };
@@ -87,15 +71,3 @@ export function parseOfflineAfterMs(raw: string | undefined, fallback: number): 
   return n;
 }
 
-// §Idempotent requests: a stable text for a parsed body (object keys sorted), hashed to
-// tell "the same request again" from "another request under a reused key".
-export function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
-  if (value !== null && typeof value === "object") {
-    const entries = Object.entries(value as Record<string, unknown>)
-      .filter(([, v]) => v !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
-  }
-  return JSON.stringify(value);
-}

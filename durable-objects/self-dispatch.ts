@@ -2,14 +2,13 @@
 // channel stores the targets D1 still shows undispatched, on hello and from the presence
 // sweep while the agent is connected. A target younger than SELF_DISPATCH_AFTER_MS is
 // left alone: its first dispatch may still be on its way.
+import { deployCommand, markDispatched, undispatchedTargets } from "../d1/dispatch-targets.ts";
 import type { CommandBody } from "../schema/agent-api.ts";
-import { deployCommand, markDispatched, undispatchedTargets } from "../worker/deployments/dispatch.ts";
-import type { Env } from "../worker/env.ts";
 
 const SELF_DISPATCH_AFTER_MS = 5000;
 
 export type SelfDispatchDeps = {
-  env: Env;
+  env: { DB: D1Database };
   // The channel's own store: idempotent by command id, announces to the agent.
   store: (command: CommandBody, now: number) => unknown;
   now: () => number;

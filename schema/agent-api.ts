@@ -3,6 +3,7 @@
 import { z } from "zod";
 import { agentName } from "./api.ts";
 import { LIMITS } from "./limits.ts";
+import { finalStepStatus, retryPolicy, STEP_REASON_MAX } from "./steps.ts";
 
 const id = z.string().min(1).max(200);
 const epochMs = z.int().min(0);
@@ -26,7 +27,7 @@ export const stepToRun = z.object({
   type: z.literal("shell"),
   command: z.string(),
   timeoutSeconds: z.int().min(1).nullable(),
-  retry: z.enum(["never", "safe"]),
+  retry: retryPolicy,
 });
 export type StepToRun = z.infer<typeof stepToRun>;
 
@@ -40,6 +41,12 @@ export const deployCommand = z.object({
   steps: z.array(stepToRun).min(1),
 });
 export const commandBody = z.discriminatedUnion("type", [deployCommand]);
+
+// One command per (deployment, agent): its id is derived, so a repeated dispatch finds
+// the command already stored, and a report names its command without a lookup table.
+export function commandIdFor(deploymentId: string, agentId: string): string {
+  return `${deploymentId}:${agentId}`;
+}
 export type CommandBody = z.infer<typeof commandBody>;
 export const command = z.intersection(z.object({ seq: z.int().min(1) }), commandBody);
 export type Command = z.infer<typeof command>;
@@ -87,9 +94,9 @@ const stepFinishedFields = z.strictObject({
   id,
   deploymentId: id,
   stepId: id,
-  status: z.enum(["succeeded", "failed", "interrupted", "skipped", "canceled"]),
+  status: finalStepStatus,
   exitCode: z.int().nullable(),
-  reason: z.string().max(500).nullable(),
+  reason: z.string().max(STEP_REASON_MAX).nullable(),
   at: epochMs,
 });
 // The report shape without the id rule: only for reading back what a ledger stored

@@ -1,15 +1,15 @@
 // Management API (/api/v1): request bodies and response shapes.
 import { z } from "zod";
 import { LIMITS } from "./limits.ts";
+import { retryPolicy, type DeploymentStatus, type StepStatus } from "./steps.ts";
+
+// A path segment naming a thing by its id (or name).
+export const pathId = z.string().min(1).max(200);
 
 export const agentName = z
   .string()
   .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, "agent names are 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit");
 
-export const stepStatus = z.enum(["pending", "running", "succeeded", "failed", "interrupted", "skipped", "canceled"]);
-export type StepStatus = z.infer<typeof stepStatus>;
-export const deploymentStatus = z.enum(["queued", "running", "succeeded", "failed", "canceled"]);
-export type DeploymentStatus = z.infer<typeof deploymentStatus>;
 
 export const createRegistrationTokenBody = z.strictObject({
   ttlSeconds: z.int().min(60).max(30 * 24 * 3600).optional(),
@@ -20,7 +20,7 @@ export const stepSpec = z.strictObject({
   type: z.literal("shell"),
   command: z.string().min(1).max(LIMITS.commandBytes),
   timeoutSeconds: z.int().min(1).max(7 * 24 * 3600).optional(),
-  retry: z.enum(["never", "safe"]).optional(),
+  retry: retryPolicy.optional(),
 });
 export type StepSpec = z.infer<typeof stepSpec>;
 
@@ -36,7 +36,6 @@ export const createDeploymentBody = z.strictObject({
   // `agent-lost`; a result arriving later is still recorded.
   agentLostAfterSeconds: z.int().min(1).max(7 * 24 * 3600).optional(),
 });
-export const DEFAULT_AGENT_LOST_AFTER_SECONDS = 900;
 export const IDEMPOTENCY_KEY_MAX = 200;
 // A key answers for its deployment this long; after that it may name a new one.
 export const IDEMPOTENCY_KEY_TTL_MS = 24 * 3600 * 1000;

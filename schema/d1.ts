@@ -2,6 +2,7 @@
 // Timestamps are epoch milliseconds. Status columns only ever move forward; the
 // projection code relies on that to make every write idempotent.
 import { sqliteTable, text, integer, blob, primaryKey, index } from "drizzle-orm/sqlite-core";
+import { DEFAULT_AGENT_LOST_AFTER_SECONDS, DEPLOYMENT_STATUSES, RETRY_POLICIES, STEP_STATUSES } from "./steps.ts";
 
 export const agents = sqliteTable("agents", {
   id: text("id").primaryKey(),
@@ -37,12 +38,12 @@ export const deployments = sqliteTable(
   {
     id: text("id").primaryKey(),
     name: text("name").notNull(),
-    status: text("status", { enum: ["queued", "running", "succeeded", "failed", "canceled"] }).notNull(),
+    status: text("status", { enum: DEPLOYMENT_STATUSES }).notNull(),
     createdAt: integer("created_at").notNull(),
     updatedAt: integer("updated_at").notNull(),
     finishedAt: integer("finished_at"),
     // docs/protocol.md §Agent lost: how long an offline agent's unfinished steps are waited for.
-    agentLostAfterSeconds: integer("agent_lost_after_seconds").notNull().default(900),
+    agentLostAfterSeconds: integer("agent_lost_after_seconds").notNull().default(DEFAULT_AGENT_LOST_AFTER_SECONDS),
   },
   (t) => [index("deployments_created_at").on(t.createdAt)],
 );
@@ -88,10 +89,8 @@ export const deploymentSteps = sqliteTable(
     type: text("type", { enum: ["shell"] }).notNull(),
     command: text("command").notNull(),
     timeoutSeconds: integer("timeout_seconds"),
-    retry: text("retry", { enum: ["never", "safe"] }).notNull(),
-    status: text("status", {
-      enum: ["pending", "running", "succeeded", "failed", "interrupted", "skipped", "canceled"],
-    }).notNull(),
+    retry: text("retry", { enum: RETRY_POLICIES }).notNull(),
+    status: text("status", { enum: STEP_STATUSES }).notNull(),
     exitCode: integer("exit_code"),
     reason: text("reason"),
     // When the work happened on the agent, placed on the server's clock

@@ -1,5 +1,6 @@
 // The agent's journal (libSQL file in the agent home). Commands are stored here
 // before they are acknowledged; reports wait in the outbox until acknowledged.
+import { STEP_STATUSES } from "./steps.ts";
 import { sqliteTable, text, integer } from "drizzle-orm/sqlite-core";
 
 export const journalCommands = sqliteTable("commands", {
@@ -16,7 +17,7 @@ export const journalSteps = sqliteTable("steps", {
   commandSeq: integer("command_seq").notNull(),
   position: integer("position").notNull(),
   state: text("state", {
-    enum: ["pending", "running", "succeeded", "failed", "interrupted", "skipped", "canceled"],
+    enum: STEP_STATUSES,
   }).notNull(),
   pid: integer("pid"),
   exitCode: integer("exit_code"),

@@ -1,5 +1,6 @@
 // The AgentChannel Durable Object's SQLite ledger: one per agent.
 import { sqliteTable, text, integer, index, uniqueIndex } from "drizzle-orm/sqlite-core";
+import { DEFAULT_AGENT_LOST_AFTER_SECONDS } from "./steps.ts";
 
 // Commands for the agent. seq is dense and increasing (1, 2, 3, …); the agent's
 // `after=` on a pull is a cumulative acknowledgement of everything up to it.
@@ -11,7 +12,7 @@ export const commands = sqliteTable(
     body: text("body").notNull(), // JSON of the wire Command without seq
     createdAt: integer("created_at").notNull(),
     deploymentId: text("deployment_id").notNull().default(""),
-    agentLostAfterSeconds: integer("agent_lost_after_seconds").notNull().default(900),
+    agentLostAfterSeconds: integer("agent_lost_after_seconds").notNull().default(DEFAULT_AGENT_LOST_AFTER_SECONDS),
     // Set when every step has a final report applied, or the command was ended by a revoke.
     finishedAt: integer("finished_at"),
     // Set when the agent-lost deadline passed and the steps were failed in D1 (done once).

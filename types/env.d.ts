@@ -1,10 +1,23 @@
-// Lets `env` / `exports` from "cloudflare:workers" carry the project's bindings and main module.
+// The Worker's bindings (wrangler.toml) and the optional vars/secrets the code reads,
+// declared once as the global Cloudflare.Env: the Worker (worker/env.ts) and the
+// Durable Objects (DurableObject<Cloudflare.Env>) both type over it, so neither
+// imports the other for its environment.
 import type { D1Migration } from "cloudflare:test";
-import type { Env as WorkerEnv } from "../worker/env.ts";
 
 declare global {
   namespace Cloudflare {
-    interface Env extends WorkerEnv {
+    interface Env {
+      DB: D1Database;
+      AGENT_CHANNEL: DurableObjectNamespace<import("../durable-objects/agent-channel.ts").AgentChannel>;
+      ASSETS?: Fetcher;
+      /** Counts failed authentications per client address (worker/auth-failures.ts). */
+      AUTH_FAILURES?: RateLimit;
+      /** Admin bearer token for /api/v1 (a secret in production). Unset: only api_tokens rows work. */
+      OUTPOST_ADMIN_TOKEN?: string;
+      /** Presence: an agent without a heartbeat for this long is offline (default TIMING.offlineAfterMs). */
+      OUTPOST_OFFLINE_AFTER_MS?: string;
+      /** "1" enables /api/v1/test-hooks/* (the chaos suite's DO eviction); anything else hides them (404). */
+      OUTPOST_TEST_HOOKS?: string;
       /** Only in tests: D1 migrations read by vitest.worker.config.ts. */
       TEST_MIGRATIONS?: D1Migration[];
     }

@@ -5,7 +5,7 @@ import { AGENT_REVOKED } from "../schema/agent-api.ts";
 import { agents, apiTokens } from "../schema/d1.ts";
 import { countAuthFailure } from "./auth-failures.ts";
 import { secretEquals, sha256Hex } from "./crypto.ts";
-import { d1 } from "./db.ts";
+import { d1 } from "../d1/db.ts";
 import type { Env } from "./env.ts";
 import { HttpError } from "./http-errors.ts";
 

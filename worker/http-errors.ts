@@ -1,3 +1,5 @@
+import { errorResponse } from "../schema/http.ts";
+
 // Every client mistake becomes an HttpError: a 4xx with a readable message and,
 // where the client needs it to recover, extra fields (e.g. the server's `head`).
 
@@ -13,16 +15,6 @@ export class HttpError extends Error {
     this.extra = extra;
     this.headers = headers;
   }
-}
-
-export function json(body: unknown, status = 200, headers: HeadersInit = {}): Response {
-  const h = new Headers(headers);
-  h.set("content-type", "application/json; charset=utf-8");
-  return new Response(JSON.stringify(body), { status, headers: h });
-}
-
-export function errorResponse(status: number, message: string, extra: Record<string, unknown> = {}, headers: HeadersInit = {}): Response {
-  return json({ ...extra, error: message }, status, headers);
 }
 
 // Router catch-all: known errors keep their status; anything else is our bug, logged with context.

@@ -1,8 +1,10 @@
 // Routing table. Each path lists its methods; any other method on a known path
 // is a 405, any unknown path a JSON 404, and every thrown error a JSON answer.
-import { Router, type IRequest } from "itty-router";
+import { Router } from "itty-router";
+import type { ApiRequest } from "./api-request.ts";
 import type { Env } from "./env.ts";
-import { errorResponse, toErrorResponse } from "./http-errors.ts";
+import { toErrorResponse } from "./http-errors.ts";
+import { errorResponse } from "../schema/http.ts";
 import { withSecurityHeaders } from "./security-headers.ts";
 import { openChannel, postReports, pullCommands, putStepLog } from "./routes/agent-api.ts";
 import { evictAgentChannel, getAgent, listAgents, revokeAgent } from "./routes/agents.ts";
@@ -10,7 +12,6 @@ import { createApiToken, listApiTokens, revokeApiToken } from "./routes/api-toke
 import { getDeployment, getDeployments, getStepLog, postDeployment } from "./routes/deployments.ts";
 import { createRegistrationToken, registerAgent } from "./routes/registration.ts";
 
-export type ApiRequest = IRequest;
 type Args = [env: Env, ctx: ExecutionContext];
 type Handler = (request: ApiRequest, env: Env, ctx: ExecutionContext) => Promise<Response>;
 type Method = "GET" | "POST" | "PUT" | "DELETE";

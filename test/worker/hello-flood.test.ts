@@ -4,7 +4,7 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { createDeployment as createRows } from "../../worker/deployments/create.ts";
-import { d1 } from "../../worker/db.ts";
+import { d1 } from "../../d1/db.ts";
 import { registerAgent, TestSocket, withClockAhead, type TestAgent } from "./helpers.ts";
 
 const version = (agent: TestAgent) =>

@@ -3,7 +3,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { createDeployment as createRows } from "../../worker/deployments/create.ts";
 import { requestHash } from "../../worker/deployments/idempotency.ts";
-import { d1 } from "../../worker/db.ts";
+import { d1 } from "../../d1/db.ts";
 import { call, countRows, expectError, pull, registerAgent } from "./helpers.ts";
 
 const post = (body: unknown, key?: string) =>

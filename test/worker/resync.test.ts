@@ -5,7 +5,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { AgentChannel } from "../../durable-objects/agent-channel.ts";
 import { createDeployment as createRows } from "../../worker/deployments/create.ts";
-import { d1 } from "../../worker/db.ts";
+import { d1 } from "../../d1/db.ts";
 import worker from "../../worker/index.ts";
 import {
   call, createDeployment, expectError, finishedReport, pull, postReports, registerAgent, startedReport, TestSocket, withClockAhead, type TestAgent,

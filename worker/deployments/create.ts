@@ -2,11 +2,12 @@
 // Idempotency-Key row, when given) are written in one atomic D1 batch; dispatch to
 // the agents happens afterwards.
 import { sql } from "drizzle-orm";
-import { DEFAULT_AGENT_LOST_AFTER_SECONDS, IDEMPOTENCY_KEY_TTL_MS, type CreateDeploymentBody } from "../../schema/api.ts";
-import { commandIdFor } from "../../durable-objects/rules.ts";
-import { prepared, type Db } from "../db.ts";
+import { commandIdFor } from "../../schema/agent-api.ts";
+import { IDEMPOTENCY_KEY_TTL_MS, type CreateDeploymentBody } from "../../schema/api.ts";
+import { DEFAULT_AGENT_LOST_AFTER_SECONDS } from "../../schema/steps.ts";
+import { prepared, type Db } from "../../d1/db.ts";
 import { HttpError } from "../http-errors.ts";
-import type { DispatchTarget, StepToDispatch } from "./dispatch.ts";
+import type { DispatchTarget, StepToDispatch } from "../../d1/dispatch-targets.ts";
 
 export type IdempotencyClaim = { key: string; requestHash: string };
 

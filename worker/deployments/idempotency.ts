@@ -5,12 +5,13 @@
 import { and, eq, gt, sql } from "drizzle-orm";
 import { IDEMPOTENCY_KEY_MAX, IDEMPOTENCY_KEY_TTL_MS, type CreateDeploymentBody } from "../../schema/api.ts";
 import { idempotencyKeys } from "../../schema/d1.ts";
-import { canonicalJson } from "../../durable-objects/rules.ts";
+import { canonicalJson } from "./canonical-json.ts";
 import { sha256Hex } from "../crypto.ts";
-import { d1 } from "../db.ts";
+import { d1 } from "../../d1/db.ts";
 import type { Env } from "../env.ts";
 import { HttpError } from "../http-errors.ts";
-import { dispatchAll, undispatchedTargets } from "./dispatch.ts";
+import { undispatchedTargets } from "../../d1/dispatch-targets.ts";
+import { dispatchAll } from "./dispatch.ts";
 
 export const IDEMPOTENCY_HEADER = "Idempotency-Key";
 

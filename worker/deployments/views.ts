@@ -2,7 +2,8 @@
 // name, then position), read in one D1 batch, i.e. one consistent snapshot. The list
 // is paged by a cursor and carries step counts by status, never the steps: a page of
 // 100 deployments costs 100 rows plus an index-only count, whatever their size.
-import { stepStatus, type DeploymentStatus, type DeploymentSummary, type DeploymentView, type StepStatus, type StepView } from "../../schema/api.ts";
+import type { DeploymentSummary, DeploymentView, StepView } from "../../schema/api.ts";
+import { STEP_STATUSES, type DeploymentStatus, type StepStatus } from "../../schema/steps.ts";
 import { HttpError } from "../http-errors.ts";
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
@@ -57,7 +58,7 @@ export function decodeCursor(cursor: string): { createdAt: number; id: string } 
   return { createdAt: Number(m[1]), id: m[2] };
 }
 
-const zeroCounts = (): Record<StepStatus, number> => Object.fromEntries(stepStatus.options.map((s) => [s, 0])) as Record<StepStatus, number>;
+const zeroCounts = (): Record<StepStatus, number> => Object.fromEntries(STEP_STATUSES.map((s) => [s, 0])) as Record<StepStatus, number>;
 
 export async function listDeploymentSummaries(
   db: D1Database,

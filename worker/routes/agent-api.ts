@@ -2,26 +2,29 @@
 // AgentChannel with an agent-id header the Worker sets itself.
 import { logUploadQuery, pullQuery, reportsRequest } from "../../schema/agent-api.ts";
 import { LIMITS } from "../../schema/limits.ts";
-import { AGENT_ID_HEADER } from "../../durable-objects/agent-channel.ts";
+import { AGENT_ID_HEADER, type Refusal } from "../../durable-objects/agent-channel.ts";
+import { channelOf } from "../channels.ts";
 import { requireAgent, type AgentIdentity } from "../auth.ts";
 import { parseWith, readBytes, readJson, singleQuery } from "../body.ts";
 import type { Env } from "../env.ts";
-import { HttpError, json } from "../http-errors.ts";
+import { HttpError } from "../http-errors.ts";
+import { json } from "../../schema/http.ts";
 import { appendLog } from "../logs.ts";
-import type { ApiRequest } from "../router.ts";
+import type { ApiRequest } from "../api-request.ts";
 
-// The DO only sees requests built here; its URL space is internal.
-function channelRequest(agent: AgentIdentity, path: string, init: RequestInit & { from?: Request } = {}): Request {
-  const headers = new Headers(init.from?.headers);
+// The DO only sees the upgrade request built here: its URL space is internal, and the
+// agent id header is set by the Worker alone.
+function upgradeRequest(agent: AgentIdentity, from: Request): Request {
+  const headers = new Headers(from.headers);
   headers.delete(AGENT_ID_HEADER);
   headers.delete("authorization");
   headers.set(AGENT_ID_HEADER, agent.id);
-  if (init.body !== undefined) headers.set("content-type", "application/json");
-  return new Request(`https://agent-channel${path}`, { method: init.method ?? "GET", headers, body: init.body });
+  return new Request("https://agent-channel/channel", { method: "GET", headers });
 }
 
-function channel(env: Env, agent: AgentIdentity) {
-  return env.AGENT_CHANNEL.get(env.AGENT_CHANNEL.idFromName(agent.id));
+// An RPC refusal as the HTTP error it stands for.
+function refusal(r: Refusal): never {
+  throw new HttpError(r.status, r.error, r.extra);
 }
 
 export async function openChannel(request: ApiRequest, env: Env): Promise<Response> {
@@ -29,21 +32,23 @@ export async function openChannel(request: ApiRequest, env: Env): Promise<Respon
   if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
     throw new HttpError(426, "this endpoint needs a WebSocket upgrade (Upgrade: websocket)");
   }
-  return channel(env, agent).fetch(channelRequest(agent, "/channel", { from: request }));
+  return channelOf(env, agent.id).fetch(upgradeRequest(agent, request));
 }
 
 export async function pullCommands(request: ApiRequest, env: Env): Promise<Response> {
   const agent = await requireAgent(request, env);
   const q = parseWith(pullQuery, singleQuery(request.query), "query");
-  return channel(env, agent).fetch(channelRequest(agent, `/commands?after=${q.after}&wait=${q.wait}`));
+  const outcome = await channelOf(env, agent.id).pull(agent.id, q.after, q.wait);
+  if (!outcome.ok) refusal(outcome.refused);
+  return json(outcome.value);
 }
 
 export async function postReports(request: ApiRequest, env: Env): Promise<Response> {
   const agent = await requireAgent(request, env);
   const { reports, sentAt } = await readJson(request, reportsRequest);
-  const outcome = await channel(env, agent).receiveReports(agent.id, reports, sentAt);
-  if ("rejected" in outcome) throw new HttpError(outcome.status, outcome.rejected, outcome.code ? { code: outcome.code } : {});
-  return json({ acked: outcome.acked });
+  const outcome = await channelOf(env, agent.id).receiveReports(agent.id, reports, sentAt);
+  if (!outcome.ok) refusal(outcome.refused);
+  return json(outcome.value);
 }
 
 export async function putStepLog(request: ApiRequest, env: Env): Promise<Response> {

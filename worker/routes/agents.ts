@@ -1,24 +1,23 @@
 // /api/v1/agents: list, one agent with its channel's state, revoke; and the chaos
 // suite's eviction hook (only with OUTPOST_TEST_HOOKS=1).
 import { and, asc, eq, isNull, sql } from "drizzle-orm";
-import { z } from "zod";
-import type { AgentView } from "../../schema/api.ts";
+import { d1, prepared } from "../../d1/db.ts";
+import { revokedStatements } from "../../d1/projection.ts";
+import { pathId, type AgentView } from "../../schema/api.ts";
 import { agents } from "../../schema/d1.ts";
+import { errorResponse, json } from "../../schema/http.ts";
 import { requireApiRole } from "../auth.ts";
 import { parseWith } from "../body.ts";
-import { revokedStatements } from "../../durable-objects/projection.ts";
-import { d1, prepared } from "../db.ts";
+import { channelOf } from "../channels.ts";
 import type { Env } from "../env.ts";
-import { errorResponse, HttpError, json } from "../http-errors.ts";
-import type { ApiRequest } from "../router.ts";
+import { HttpError } from "../http-errors.ts";
+import type { ApiRequest } from "../api-request.ts";
 
-const pathId = z.string().min(1).max(200);
 const VIEW_COLUMNS = { id: agents.id, name: agents.name, status: agents.status, version: agents.version, lastSeenAt: agents.lastSeenAt };
 
 type ViewRow = { id: string; name: string; status: "online" | "offline"; version: string | null; lastSeenAt: number | null };
 const toView = (r: ViewRow): AgentView => ({ ...r, lastSeenAt: r.lastSeenAt === null ? null : new Date(r.lastSeenAt).toISOString() });
 
-const channel = (env: Env, agentId: string) => env.AGENT_CHANNEL.get(env.AGENT_CHANNEL.idFromName(agentId));
 
 // Revoked agents are gone from the API (their name stays taken).
 async function liveAgent(env: Env, request: ApiRequest): Promise<ViewRow> {
@@ -39,7 +38,7 @@ export async function listAgents(request: ApiRequest, env: Env): Promise<Respons
 export async function getAgent(request: ApiRequest, env: Env): Promise<Response> {
   await requireApiRole(request, env, "viewer");
   const row = await liveAgent(env, request);
-  const status = await channel(env, row.id).status(row.id);
+  const status = await channelOf(env, row.id).status(row.id);
   return json({ ...toView(row), channel: status });
 }
 
@@ -62,7 +61,7 @@ export async function revokeAgent(request: ApiRequest, env: Env): Promise<Respon
   // D1 already refuses the credential and has ended the steps; the DO closes the
   // sockets, releases long-polls and ends the commands in its ledger.
   try {
-    await channel(env, id).revoke(id);
+    await channelOf(env, id).revoke(id);
   } catch (e) {
     console.error(`revoking agent ${id}: its channel could not end the open work:`, e);
     throw new HttpError(503, "the agent is revoked but ending its open work failed; repeat the request", {
@@ -80,7 +79,7 @@ export async function evictAgentChannel(request: ApiRequest, env: Env): Promise<
   await requireApiRole(request, env, "admin");
   const row = await liveAgent(env, request);
   try {
-    await channel(env, row.id).evict();
+    await channelOf(env, row.id).evict();
   } catch (e) {
     // Expected: ctx.abort() fails the call that caused it. Anything else is a real error.
     if (!String(e instanceof Error ? e.message : e).includes("evicted by test hook")) throw e;

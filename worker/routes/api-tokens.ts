@@ -2,20 +2,19 @@
 // secret is shown once, when created, and stored only as a SHA-256 hash; a revoked
 // token is refused at once and disappears from the list.
 import { and, asc, eq, isNull } from "drizzle-orm";
-import { z } from "zod";
-import { createApiTokenBody, type ApiTokenView } from "../../schema/api.ts";
+import { createApiTokenBody, type ApiTokenView, pathId } from "../../schema/api.ts";
 import { apiTokens } from "../../schema/d1.ts";
 import { requireApiRole } from "../auth.ts";
 import { parseWith, readJson } from "../body.ts";
 import { randomToken, sha256Hex } from "../crypto.ts";
-import { d1 } from "../db.ts";
+import { d1 } from "../../d1/db.ts";
 import type { Env } from "../env.ts";
-import { HttpError, json } from "../http-errors.ts";
-import type { ApiRequest } from "../router.ts";
+import { HttpError } from "../http-errors.ts";
+import { json } from "../../schema/http.ts";
+import type { ApiRequest } from "../api-request.ts";
 
 // Recognisable in logs and secret scanners, like the admin token's "opa_".
 const TOKEN_PREFIX = "opt_";
-const pathId = z.string().min(1).max(200);
 
 export async function createApiToken(request: ApiRequest, env: Env): Promise<Response> {
   await requireApiRole(request, env, "admin");

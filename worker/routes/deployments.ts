@@ -1,19 +1,19 @@
-import { z } from "zod";
-import { createDeploymentBody, listDeploymentsQuery, logRangeQuery } from "../../schema/api.ts";
+import { createDeploymentBody, listDeploymentsQuery, logRangeQuery, pathId } from "../../schema/api.ts";
 import { requireApiRole } from "../auth.ts";
 import { parseWith, readJson, singleQuery } from "../body.ts";
-import { d1 } from "../db.ts";
+import { d1 } from "../../d1/db.ts";
 import { createDeployment } from "../deployments/create.ts";
-import { dispatchAll, type DispatchTarget } from "../deployments/dispatch.ts";
+import type { DispatchTarget } from "../../d1/dispatch-targets.ts";
+import { dispatchAll } from "../deployments/dispatch.ts";
 import { findKey, idempotencyKey, replay, requestHash } from "../deployments/idempotency.ts";
-import { isUniqueViolation } from "../d1-errors.ts";
+import { isUniqueViolation } from "../../d1/unique-violation.ts";
 import { decodeCursor, getDeploymentView, listDeploymentSummaries } from "../deployments/views.ts";
 import type { Env } from "../env.ts";
-import { HttpError, json } from "../http-errors.ts";
+import { HttpError } from "../http-errors.ts";
+import { json } from "../../schema/http.ts";
 import { readLogRange } from "../logs.ts";
-import type { ApiRequest } from "../router.ts";
+import type { ApiRequest } from "../api-request.ts";
 
-const pathId = z.string().min(1).max(200);
 
 export async function postDeployment(request: ApiRequest, env: Env): Promise<Response> {
   await requireApiRole(request, env, "admin");

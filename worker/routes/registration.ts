@@ -8,10 +8,11 @@ import { countAuthFailure } from "../auth-failures.ts";
 import { requireApiRole } from "../auth.ts";
 import { readJson } from "../body.ts";
 import { randomToken, sha256Hex } from "../crypto.ts";
-import { isUniqueViolation } from "../d1-errors.ts";
-import { d1, prepared } from "../db.ts";
+import { isUniqueViolation } from "../../d1/unique-violation.ts";
+import { d1, prepared } from "../../d1/db.ts";
 import type { Env } from "../env.ts";
-import { HttpError, json } from "../http-errors.ts";
+import { HttpError } from "../http-errors.ts";
+import { json } from "../../schema/http.ts";
 
 const DEFAULT_TOKEN_TTL_SECONDS = 24 * 3600;
 

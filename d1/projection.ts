@@ -1,12 +1,23 @@
 // Writes applied reports and the channel's decisions into D1. Every statement only
-// moves state forward (with the one agent-lost exception of rules.ts applyFinished),
-// so projecting the same job twice (a retry after an unclear failure) is harmless.
-// docs/protocol.md §Projection.
+// moves state forward (the one exception: a step failed as agent-lost still takes its
+// late result), so projecting the same job twice (a retry after an unclear failure) is
+// harmless. Also the agent's presence row. docs/protocol.md §Projection.
 import { sql, type SQL } from "drizzle-orm";
-import { prepared } from "../worker/db.ts";
 import type { Report } from "../schema/agent-api.ts";
-import type { ProjectionJob } from "./ledger.ts";
-import { AGENT_LOST_REASON, lateResultReason, REVOKED_REASON } from "./rules.ts";
+import { lateResultReason, SERVER_REASONS } from "../schema/steps.ts";
+import { prepared } from "./db.ts";
+
+// What the projection writes to D1: an applied report, or a decision the server took
+// about this agent's steps (docs/protocol.md §Agent lost, §Revoke). A report carries
+// when its work happened placed on the server's clock (`at`) and when the server
+// received it (`receivedAt`).
+export type ProjectionJob =
+  | { kind: "report"; report: Report; at: number; receivedAt: number }
+  | { kind: "agent-lost"; deploymentId: string; at: number }
+  | { kind: "revoked"; at: number };
+
+const AGENT_LOST_REASON = SERVER_REASONS.agentLost;
+const REVOKED_REASON = SERVER_REASONS.revoked;
 
 const ACTIVE = sql.raw(`('pending', 'running')`);
 
@@ -41,7 +52,7 @@ function reportStatements(agentId: string, r: Report, at: number, receivedAt: nu
   ];
 }
 
-// Mirrors rules.ts deploymentOutcome: ends the deployment once no step is active; a
+// Mirrors durable-objects/rules.ts deploymentOutcome (the oracle of its tests): ends the deployment once no step is active; a
 // terminal deployment is never touched again. It runs once a step has left pending, and
 // finished when its last step did.
 function deploymentStatements(deploymentIds: SQL, now: number): SQL[] {

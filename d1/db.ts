@@ -1,11 +1,12 @@
+// D1 access, used by the Worker and the Durable Objects alike: drizzle over the
+// binding, and raw statements rendered for D1's own batch API.
 import { drizzle } from "drizzle-orm/d1";
 import type { SQL } from "drizzle-orm";
 import { SQLiteAsyncDialect } from "drizzle-orm/sqlite-core";
-import type { Env } from "./env.ts";
 
 export type Db = ReturnType<typeof drizzle>;
 
-export function d1(env: Env): Db {
+export function d1(env: { DB: D1Database }): Db {
   return drizzle(env.DB);
 }
 
