@@ -17,7 +17,7 @@ import { openProjectionDrain, type ProjectionDrain } from "./projection-drain.ts
 import { isRevokedInD1 } from "../d1/projection.ts";
 import { parseOfflineAfterMs } from "./rules.ts";
 import { dispatchFromD1 } from "./self-dispatch.ts";
-import { CLOSE, closeQuietly, greetedSockets, openSockets, send, type Attachment } from "./sockets.ts";
+import { CLOSE, closeQuietly, closeReplyCode, greetedSockets, openSockets, send, type Attachment } from "./sockets.ts";
 import { downtimeBefore } from "./uptime.ts";
 import { openWork, type Work } from "./work.ts";
 
@@ -43,7 +43,7 @@ export type Refusal = { status: 401 | 409 | 422; error: string; extra: Extra };
 export type Outcome<T> = { ok: true; value: T } | { ok: false; refused: Refusal };
 const refuse = (status: Refusal["status"], error: string, extra: Extra = {}): { ok: false; refused: Refusal } => ({ ok: false, refused: { status, error, extra } });
 const revoked = () => refuse(401, REVOKED, { code: AGENT_REVOKED });
-export type ChannelStatus = { connected: boolean; head: number; acked: number; openCommands: number; pendingProjections: number };
+export type ChannelStatus = { connected: boolean; head: number; acked: number; openCommands: number; pendingProjections: number; waitingPulls: number };
 
 export class AgentChannel extends DurableObject<Cloudflare.Env> {
   private readonly ledger: Ledger;
@@ -136,6 +136,7 @@ export class AgentChannel extends DurableObject<Cloudflare.Env> {
       acked: this.ledger.ackedSeq(),
       openCommands: this.ledger.openCommands(),
       pendingProjections: this.ledger.outboxStats().pending,
+      waitingPulls: this.pullWaiters.size,
     };
   }
 
@@ -244,14 +245,19 @@ export class AgentChannel extends DurableObject<Cloudflare.Env> {
     };
   }
 
+  // The peer closed: complete the handshake (closeReplyCode keeps it legal) and settle
+  // presence. A socket already closed is left alone (closeQuietly).
   async webSocketClose(ws: WebSocket, code: number, reason: string): Promise<void> {
-    // The hibernation API leaves the closing handshake to us.
-    closeQuietly(ws, code === 1005 || code === 1006 || code === 1015 ? 1000 : code, reason);
+    closeQuietly(ws, closeReplyCode(code), reason);
     await this.presence.markOfflineUnlessConnected(ws);
   }
 
+  // The runtime reports a broken connection here — an agent's machine vanishing, a
+  // proxy cutting the TCP stream — which is the everyday life of an agent behind a
+  // firewall, not a server fault: it is logged as a warning, and nothing else depends
+  // on it (presence also follows heartbeats and the sweep).
   async webSocketError(ws: WebSocket, error: unknown): Promise<void> {
-    console.error(`AgentChannel ${this.ledger.agentId()}: WebSocket error:`, error);
+    console.warn(`AgentChannel ${this.ledger.agentId()}: WebSocket broken: ${error instanceof Error ? error.message : String(error)}`);
     closeQuietly(ws, CLOSE.internal, "socket error");
     await this.presence.markOfflineUnlessConnected(ws);
   }

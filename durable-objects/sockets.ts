@@ -27,6 +27,15 @@ export function send(ws: WebSocket, message: ServerMessage): void {
   }
 }
 
+// The code to answer a peer's close with. The hibernation API leaves the closing
+// handshake to us (partyserver reciprocates the same way), but not every code a peer
+// may send may be sent back: 1005/1006/1015 only describe a close and never travel,
+// and the rest of 1004–2999 is reserved — close() throws on them. Those are answered
+// with 1000; application codes (3000–4999) and 1000 are echoed.
+export function closeReplyCode(peerCode: number): number {
+  return peerCode === 1000 || (peerCode >= 3000 && peerCode <= 4999) ? peerCode : 1000;
+}
+
 // Close codes 1005/1006/1015 are reserved; reasons are capped at 123 bytes; closing a dead socket throws.
 export function closeQuietly(ws: WebSocket, code: number, reason: string): void {
   let r = reason;

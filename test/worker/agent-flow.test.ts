@@ -6,7 +6,7 @@ import { describe, expect, it } from "vitest";
 import type { Command, PullResponse, Report } from "../../schema/agent-api.ts";
 import type { AgentChannel } from "../../durable-objects/agent-channel.ts";
 import { openLedger } from "../../durable-objects/ledger.ts";
-import { agentCall, call, createDeployment, eventually, expectError, registerAgent, TestSocket, type TestAgent } from "./helpers.ts";
+import { agentCall, call, createDeployment, eventually, expectError, registerAgent, TestSocket, untilPullWaiting, type TestAgent } from "./helpers.ts";
 
 const stub = (agent: TestAgent) => env.AGENT_CHANNEL.get(env.AGENT_CHANNEL.idFromName(agent.agentId));
 
@@ -134,12 +134,13 @@ describe("agent protocol", () => {
 
   it("resolves a long-poll pull when a command is enqueued", async () => {
     const agent = await registerAgent("poller");
+    const pending = pull(agent, 0, 25);
+    await untilPullWaiting(agent);
     const t0 = Date.now();
-    const pending = pull(agent, 0, 10);
-    await new Promise((r) => setTimeout(r, 200));
     const id = await createDeployment([agent.name]);
     const { commands, head } = await pending;
-    expect(Date.now() - t0).toBeLessThan(5000);
+    // Released by the command, not by its 25 s wait running out (a generous bound).
+    expect(Date.now() - t0).toBeLessThan(20_000);
     expect(head).toBe(1);
     expect(commands.map((c) => c.deploymentId)).toEqual([id]);
   });
@@ -173,9 +174,19 @@ describe("agent protocol", () => {
     const id = await createDeployment([a.name]);
     expect((await pull(b, 0)).commands).toEqual([]);
     const [cmd] = (await pull(a, 0)).commands;
-    // b reports a's step: 422 and nothing applied (not even b's own valid-looking report).
+    // b reports a's step: 422 and nothing applied.
     await expectError(await postReports(b, [started(cmd, 0)]), 422, new RegExp(cmd.steps[0].stepId));
     expect((await deployment(id)).steps[0].status).toBe("pending");
+    // A mixed batch — b's own step first, then a's — is refused whole: b's own report
+    // is not applied either (§Reports: nothing of the batch is applied).
+    const own = await createDeployment([b.name]);
+    const [bCmd] = (await pull(b, 0)).commands;
+    await expectError(await postReports(b, [started(bCmd, 0), finished(bCmd, 0, "succeeded", 0), started(cmd, 0)]), 422, new RegExp(cmd.steps[0].stepId));
+    expect((await deployment(own)).steps[0].status).toBe("pending");
+    await runInDurableObject(stub(b), (_i: AgentChannel, state) => {
+      expect(state.storage.sql.exec("SELECT count(*) AS n FROM applied_reports").one().n).toBe(0);
+      expect(state.storage.sql.exec("SELECT count(*) AS n FROM projection_outbox").one().n).toBe(0);
+    });
     // a spoofing the identity header still lands in a's own channel.
     const res = await agentCall(a, "/agent/v1/commands?after=0", { headers: { "X-Outpost-Agent-Id": b.agentId } });
     expect(((await res.json()) as PullResponse).commands.map((c) => c.deploymentId)).toEqual([id]);

@@ -129,6 +129,15 @@ export class TestSocket {
   }
 }
 
+// Until the agent's channel holds a long-poll: a test that then acts proves the poll was
+// waiting, rather than guessing with a sleep.
+export async function untilPullWaiting(agent: TestAgent): Promise<void> {
+  await eventually(async () => {
+    const res = await call(`/api/v1/agents/${agent.agentId}`);
+    return res.status === 200 && ((await res.json()) as { channel: { waitingPulls: number } }).channel.waitingPulls > 0;
+  }, "a long-poll waiting in the channel");
+}
+
 // Polls until `check` returns a truthy value (D1 projections may finish after a response).
 export async function eventually<T>(check: () => Promise<T | undefined | null | false>, what: string, timeoutMs = 5000): Promise<T> {
   const deadline = Date.now() + timeoutMs;

@@ -7,6 +7,8 @@ import { describe, expect, it } from "vitest";
 import type { AgentChannel } from "../../durable-objects/agent-channel.ts";
 import { openLedger } from "../../durable-objects/ledger.ts";
 import type { PullResponse, Report } from "../../schema/agent-api.ts";
+import { createDeployment as createRows } from "../../worker/deployments/create.ts";
+import { d1 } from "../../d1/db.ts";
 import { agentCall, call, createDeployment, registerAgent } from "./helpers.ts";
 
 describe("projection retries", () => {
@@ -56,6 +58,21 @@ describe("projection retries", () => {
 });
 
 describe("cron re-dispatch", () => {
+  it("stores a command its agent's channel never received", async () => {
+    const agent = await registerAgent("never-stored");
+    // The deployment's D1 batch committed, and the request died before any dispatch.
+    const rows = await createRows(d1(env), env.DB, { agents: [agent.name], steps: [{ name: "x", type: "shell", command: "true" }] }, Date.now() - 11_000);
+    const stub = env.AGENT_CHANNEL.get(env.AGENT_CHANNEL.idFromName(agent.agentId));
+    await runInDurableObject(stub, (_i: AgentChannel, state) => {
+      expect(openLedger(state.storage).head()).toBe(0); // the channel has never heard of it
+    });
+    await worker.scheduled(createScheduledController({ cron: "* * * * *" }), env);
+    const { commands } = (await (await agentCall(agent, "/agent/v1/commands?after=0")).json()) as PullResponse;
+    expect(commands.map((c) => [c.deploymentId, c.seq])).toEqual([[rows.id, 1]]);
+    const target = await env.DB.prepare("SELECT dispatched_at AS at FROM deployment_targets WHERE deployment_id = ?").bind(rows.id).first<{ at: number | null }>();
+    expect(target?.at).not.toBeNull();
+  });
+
   it("re-dispatches targets whose dispatch never completed", async () => {
     const agent = await registerAgent("late-dispatch");
     const id = await createDeployment([agent.name]);
