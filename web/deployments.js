@@ -1,14 +1,16 @@
 // Deployments: the paged list (counts only), and the one deployment that is open with
 // its steps. Polling reads the first page and the open deployment, nothing else:
 // older pages are read once, when asked for with "Older deployments".
+import { ACTIVE_STEP_STATUSES, FINAL_DEPLOYMENT_STATUSES, FINAL_STEP_STATUSES } from "./vocabulary.js";
 import { agentStatus } from "./agents.js";
 import { AuthError, enc, get } from "./api.js";
 import { $, ago, badge, clock, duration, el, reconcile, roughly, say, when } from "./dom.js";
 import { closeLog, openLog, selectedStepId, updateStep } from "./log-view.js";
 
 export const PAGE_SIZE = 25;
-const TERMINAL_DEPLOYMENT = new Set(["succeeded", "failed", "canceled"]);
-const COUNT_ORDER = ["succeeded", "failed", "interrupted", "canceled", "skipped", "running", "pending"];
+const TERMINAL_DEPLOYMENT = new Set(FINAL_DEPLOYMENT_STATUSES);
+// Counts read results first, then what is still running, then what waits.
+const COUNT_ORDER = [...FINAL_STEP_STATUSES, ...[...ACTIVE_STEP_STATUSES].reverse()];
 // A result received this long after the step finished (it was produced during an
 // outage and delivered later) says so beside its times.
 const LATE_REPORT_MS = 10_000;
@@ -194,7 +196,7 @@ function stepModel(s, statuses) {
     agent: s.agent,
     // A step still waiting on an agent that is offline says so: its work goes on, or
     // will once the agent is back, and its result arrives when the agent reconnects.
-    offline: (s.status === "running" || s.status === "pending") && statuses.get(s.agent) !== "online",
+    offline: ACTIVE_STEP_STATUSES.includes(s.status) && statuses.get(s.agent) !== "online",
     status: s.status,
     exitCode: s.exitCode,
     reason: s.reason,

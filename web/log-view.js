@@ -3,10 +3,11 @@
 // the bytes into text, so a UTF-8 character cut between two ranges comes out whole.
 // Once the server says the log is complete (X-Log-Complete: true) and every byte up
 // to X-Log-Size is here, the log is not asked for again.
+import { FINAL_STEP_STATUSES } from "./vocabulary.js";
 import { enc, request } from "./api.js";
 import { $, bytes, el } from "./dom.js";
 
-const TERMINAL = new Set(["succeeded", "failed", "interrupted", "skipped", "canceled"]);
+const TERMINAL = new Set(FINAL_STEP_STATUSES);
 // The server answers at most 1 MiB per request; a step's log is capped at 16 MiB.
 const MAX_REQUESTS_PER_POLL = 17;
 

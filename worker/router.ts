@@ -11,6 +11,7 @@ import { evictAgentChannel, getAgent, listAgents, revokeAgent } from "./routes/a
 import { createApiToken, listApiTokens, revokeApiToken } from "./routes/api-tokens.ts";
 import { getDeployment, getDeployments, getStepLog, postDeployment } from "./routes/deployments.ts";
 import { createRegistrationToken, registerAgent } from "./routes/registration.ts";
+import { getVocabulary } from "./routes/vocabulary.ts";
 
 type Args = [env: Env, ctx: ExecutionContext];
 type Handler = (request: ApiRequest, env: Env, ctx: ExecutionContext) => Promise<Response>;
@@ -26,6 +27,7 @@ const ROUTES: [path: string, methods: Partial<Record<Method, Handler>>][] = [
   ["/api/v1/deployments", { GET: getDeployments, POST: postDeployment }],
   ["/api/v1/deployments/:id", { GET: getDeployment }],
   ["/api/v1/deployments/:id/steps/:stepId/log", { GET: getStepLog }],
+  ["/vocabulary.js", { GET: getVocabulary }],
   ["/agent/v1/register", { POST: registerAgent }],
   ["/agent/v1/channel", { GET: openChannel }],
   ["/agent/v1/commands", { GET: pullCommands }],
