@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { agentLostDeadline, applyFinished, deploymentOutcome, parseOfflineAfterMs, placeOnServerClock, projectionBackoffMs, splitByLiveness } from "./rules.ts";
 
 describe("deploymentOutcome", () => {
@@ -33,6 +33,10 @@ describe("splitByLiveness", () => {
   it("has no last-seen time when nothing is alive", () => {
     expect(splitByLiveness([{ lastSeenAt: 0 }], 100, 30).lastSeenAt).toBeNull();
   });
+  it("takes the latest of the live sockets, whatever their order, and a time of 0 counts", () => {
+    expect(splitByLiveness([{ lastSeenAt: 70 }, { lastSeenAt: 100 }, { lastSeenAt: 90 }], 100, 30).lastSeenAt).toBe(100);
+    expect(splitByLiveness([{ lastSeenAt: 0 }], 10, 30).lastSeenAt).toBe(0);
+  });
 });
 
 describe("parseOfflineAfterMs", () => {
@@ -41,6 +45,23 @@ describe("parseOfflineAfterMs", () => {
     expect(parseOfflineAfterMs("5000", 30_000)).toBe(5000);
     expect(parseOfflineAfterMs("abc", 30_000)).toBe(30_000);
     expect(parseOfflineAfterMs("10", 30_000)).toBe(30_000);
+    expect(parseOfflineAfterMs("   ", 30_000)).toBe(30_000);
+    expect(parseOfflineAfterMs("1000", 30_000)).toBe(1000); // the smallest accepted
+    expect(parseOfflineAfterMs("999", 30_000)).toBe(30_000);
+    expect(parseOfflineAfterMs("1500.5", 30_000)).toBe(30_000);
+  });
+  it("says which setting it ignored, and stays quiet about one left blank", () => {
+    const logged = vi.spyOn(console, "error").mockImplementation(() => {});
+    try {
+      parseOfflineAfterMs("  ", 30_000);
+      parseOfflineAfterMs(undefined, 30_000);
+      expect(logged).not.toHaveBeenCalled();
+      parseOfflineAfterMs("soon", 30_000);
+      expect(logged).toHaveBeenCalledOnce();
+      expect(String(logged.mock.calls[0][0])).toMatch(/^OUTPOST_OFFLINE_AFTER_MS="soon" is not an integer ≥ 1000; using 30000$/);
+    } finally {
+      logged.mockRestore();
+    }
   });
 });
 
@@ -54,6 +75,9 @@ describe("applyFinished", () => {
   it("never moves a terminal step, except once out of agent-lost, flagged late", () => {
     expect(applyFinished({ status: "succeeded", reason: null }, { status: "failed", reason: null })).toBeNull();
     expect(applyFinished({ status: "canceled", reason: "agent revoked" }, report)).toBeNull();
+    // Only the exact pair failed + agent-lost takes a late result.
+    expect(applyFinished({ status: "failed", reason: "exit code 1" }, report)).toBeNull();
+    expect(applyFinished({ status: "canceled", reason: "agent-lost" }, report)).toBeNull();
     const late = applyFinished({ status: "failed", reason: "agent-lost" }, report);
     expect(late).toEqual({ status: "succeeded", reason: "agent-lost; result arrived later" });
     expect(applyFinished(late!, { status: "failed", reason: null })).toBeNull();
@@ -61,6 +85,7 @@ describe("applyFinished", () => {
   });
   it("does not let a late success make the deployment succeed", () => {
     expect(deploymentOutcome([{ status: "succeeded", reason: "agent-lost; result arrived later" }])).toBe("failed");
+    expect(deploymentOutcome([{ status: "succeeded", reason: null }, "succeeded"])).toBe("succeeded");
   });
 });
 

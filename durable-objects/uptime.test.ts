@@ -13,6 +13,8 @@ describe("server downtime seen as a late alarm", () => {
 
   it("moves a deadline back by the downtime, and never closer than the grace period", () => {
     expect(deadlineAfterDowntime(900_000, 0, 100_000)).toBe(900_000);
+    // No downtime: even a deadline already close stays where it is.
+    expect(deadlineAfterDowntime(1_000, 0, 5_000)).toBe(1_000);
     // 40 minutes down, the deadline fell inside the outage: back by 40 min.
     expect(deadlineAfterDowntime(900_000, 2_400_000, 2_500_000)).toBe(3_300_000);
     // Down for 10 s right before the deadline: still a grace period after the server is back.
