@@ -6,7 +6,7 @@
 // only in memory: the ledger and socket attachments survive hibernation; the in-memory
 // state is per-request plumbing.
 import { DurableObject } from "cloudflare:workers";
-import { AGENT_REVOKED, agentMessage, commandBody, type CommandBody, type PullResponse, type Report, type ServerMessage } from "../schema/agent-api.ts";
+import { AGENT_REVOKED, REVOKED_CLOSE_REASON, REVOKED_ERROR, agentMessage, commandBody, type CommandBody, type PullResponse, type Report, type ServerMessage } from "../schema/agent-api.ts";
 import { describeZodError } from "../schema/errors.ts";
 import { errorResponse } from "../schema/http.ts";
 import { HEARTBEAT_PING, HEARTBEAT_PONG, LIMITS, TIMING } from "../schema/limits.ts";
@@ -24,7 +24,6 @@ import { openWork, type Work } from "./work.ts";
 // The Worker authenticates the WebSocket upgrade and names the agent in this header;
 // it strips any such header the client sent.
 export const AGENT_ID_HEADER = "X-Outpost-Agent-Id";
-const REVOKED = "this agent has been revoked";
 
 // A report batch waits this long for its projection before being answered; the
 // projection itself carries on (and is retried by the alarm if it fails).
@@ -42,7 +41,7 @@ type Extra = Record<string, string | number>;
 export type Refusal = { status: 401 | 409 | 422; error: string; extra: Extra };
 export type Outcome<T> = { ok: true; value: T } | { ok: false; refused: Refusal };
 const refuse = (status: Refusal["status"], error: string, extra: Extra = {}): { ok: false; refused: Refusal } => ({ ok: false, refused: { status, error, extra } });
-const revoked = () => refuse(401, REVOKED, { code: AGENT_REVOKED });
+const revoked = () => refuse(401, REVOKED_ERROR, { code: AGENT_REVOKED });
 export type ChannelStatus = { connected: boolean; head: number; acked: number; openCommands: number; pendingProjections: number; waitingPulls: number };
 
 export class AgentChannel extends DurableObject<Cloudflare.Env> {
@@ -120,7 +119,7 @@ export class AgentChannel extends DurableObject<Cloudflare.Env> {
   async revoke(agentId: string): Promise<{ revokedAt: number }> {
     this.ledger.bindAgent(agentId);
     const revokedAt = this.work.revoke(Date.now());
-    for (const ws of this.ctx.getWebSockets()) closeQuietly(ws, CLOSE.revoked, "agent revoked");
+    for (const ws of this.ctx.getWebSockets()) closeQuietly(ws, CLOSE.revoked, REVOKED_CLOSE_REASON);
     for (const wake of [...this.pullWaiters]) wake();
     await this.projection.drain();
     await this.alarms.scheduleNext();
@@ -214,7 +213,7 @@ export class AgentChannel extends DurableObject<Cloudflare.Env> {
       console.error(`AgentChannel ${this.ctx.id}: hello on a channel that has no agent id`);
       return closeQuietly(ws, CLOSE.internal, "channel not initialised");
     }
-    if (this.work.revokedAt() !== null) return closeQuietly(ws, CLOSE.revoked, "agent revoked");
+    if (this.work.revokedAt() !== null) return closeQuietly(ws, CLOSE.revoked, REVOKED_CLOSE_REASON);
     const att = ws.deserializeAttachment() as Attachment;
     // docs/protocol.md §Resync: one hello per connection. A second one would only make
     // the channel repeat work (and D1 writes) it already did: refused.

@@ -137,6 +137,9 @@ export const LOG_CONTENT_TYPE = "application/octet-stream";
 // the agent stops and does not retry. Any other 401 — an unknown credential, a
 // proxy's own 401, a server whose state was reset — is retried with back-off.
 export const AGENT_REVOKED = "agent-revoked";
+// The message of that 401, and the reason of the 4003 close that says the same on the channel.
+export const REVOKED_ERROR = "this agent has been revoked";
+export const REVOKED_CLOSE_REASON = "agent revoked";
 export const agentErrorBody = z.object({ error: z.string(), code: z.string().optional() });
 export const isRevokedAnswer = (status: number, body: unknown): boolean =>
   status === 401 && agentErrorBody.safeParse(body).data?.code === AGENT_REVOKED;

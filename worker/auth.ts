@@ -1,7 +1,7 @@
 // Who is calling: admins/viewers on /api/v1 (bearer token), agents on /agent/v1
 // (bearer credential). Identity always comes from the secret, never from the URL.
 import { and, eq, isNull } from "drizzle-orm";
-import { AGENT_REVOKED } from "../schema/agent-api.ts";
+import { AGENT_REVOKED, REVOKED_ERROR } from "../schema/agent-api.ts";
 import { agents, apiTokens } from "../schema/d1.ts";
 import { countAuthFailure } from "./auth-failures.ts";
 import { secretEquals, sha256Hex } from "./crypto.ts";
@@ -56,6 +56,6 @@ export async function requireAgent(request: Request, env: Env): Promise<AgentIde
     .where(eq(agents.credentialHash, await sha256Hex(credential)))
     .get();
   if (!row) return refuse(request, env, "invalid agent credential");
-  if (row.revokedAt !== null) return refuse(request, env, "this agent has been revoked", { code: AGENT_REVOKED });
+  if (row.revokedAt !== null) return refuse(request, env, REVOKED_ERROR, { code: AGENT_REVOKED });
   return { id: row.id, name: row.name };
 }

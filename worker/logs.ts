@@ -2,7 +2,7 @@
 // step's stored length, so concurrent or retried uploads can neither duplicate
 // bytes nor leave a gap; and by the step being open and its agent not revoked, so a
 // revoked agent or a step that has ended takes no more bytes (docs/protocol.md §Logs).
-import { AGENT_REVOKED } from "../schema/agent-api.ts";
+import { AGENT_REVOKED, REVOKED_ERROR } from "../schema/agent-api.ts";
 import { LIMITS } from "../schema/limits.ts";
 import { SERVER_REASONS } from "../schema/steps.ts";
 import type { Env } from "./env.ts";
@@ -31,7 +31,7 @@ export async function appendLog(env: Env, agentId: string, stepId: string, offse
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
     const step = await stepLogState(env, stepId);
     if (!step || step.agentId !== agentId) throw new HttpError(404, `step ${stepId} is not one of this agent's steps`);
-    if (step.revoked) throw new HttpError(401, "this agent has been revoked", { code: AGENT_REVOKED });
+    if (step.revoked) throw new HttpError(401, REVOKED_ERROR, { code: AGENT_REVOKED });
     const plan = planLogAppend(step.logLength, offset, chunk.byteLength, LIMITS.logBytesPerStep);
     // A retry of bytes already held is answered as before, even once the step ended.
     if (plan.kind === "have-all") return plan.length;
