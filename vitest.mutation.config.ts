@@ -18,6 +18,7 @@ export const PURE_TESTS = [
   "agent/worker/command-intake.test.ts",
   "agent/worker/resync.test.ts",
   "agent/worker/report-sender.test.ts",
+  "agent/worker/upload-outcome.test.ts",
 ];
 
 export default defineConfig({

@@ -1,6 +1,7 @@
 // docs/protocol.md §Reconnect (full-jitter back-off).
 import { describe, expect, it } from "vitest";
-import { Backoff, backoffCeilingMs, fullJitterDelayMs, restartDelayMs } from "./backoff.ts";
+import { Backoff, backoffCeilingMs, delayAfterRunMs, fullJitterDelayMs } from "./backoff.ts";
+import { HEALTHY_WORKER_MS } from "./monitor/monitor.ts";
 
 describe("back-off with full jitter", () => {
   it("doubles the ceiling from 0.5 s and caps it at 30 s", () => {
@@ -26,10 +27,11 @@ describe("back-off with full jitter", () => {
   });
 
   it("restarts a worker that ran for a healthy minute with a fresh back-off", () => {
+    expect(HEALTHY_WORKER_MS).toBe(60_000);
     const b = new Backoff(undefined, () => 0.999);
-    for (let i = 0; i < 8; i++) restartDelayMs(b, 1_000);
-    expect(restartDelayMs(b, 1_000)).toBe(29_970); // still failing fast: at the cap
-    expect(restartDelayMs(b, 60_000)).toBe(499); // healthy for a minute: from the start
-    expect(restartDelayMs(b, 59_999)).toBe(999);
+    for (let i = 0; i < 8; i++) delayAfterRunMs(b, 1_000, HEALTHY_WORKER_MS);
+    expect(delayAfterRunMs(b, 1_000, HEALTHY_WORKER_MS)).toBe(29_970); // still failing fast: at the cap
+    expect(delayAfterRunMs(b, 60_000, HEALTHY_WORKER_MS)).toBe(499); // healthy for a minute: from the start
+    expect(delayAfterRunMs(b, 59_999, HEALTHY_WORKER_MS)).toBe(999);
   });
 });

@@ -1,4 +1,5 @@
 // Typed errors of the agent. Each carries the context a reader of the log needs.
+import { pullConflictResponse } from "../schema/agent-api.ts";
 
 // docs/protocol.md §Revoke: the server said this agent is revoked (a 401 with
 // code "agent-revoked", or the channel closed with 4003). Retrying cannot help, so
@@ -41,15 +42,16 @@ export class NetworkError extends AgentError {
   }
 }
 
-// The server answered with a non-2xx status.
-export class HttpError extends AgentError {
+// The server answered with a non-2xx status. (Not the server's own HttpError of
+// worker/http-errors.ts, which is what the Worker throws to answer one.)
+export class HttpStatusError extends AgentError {
   readonly status: number;
   readonly serverError: string | null;
   readonly body: unknown;
   constructor(method: string, path: string, status: number, body: unknown) {
     const serverError = typeof (body as { error?: unknown })?.error === "string" ? (body as { error: string }).error : null;
     super(`${method} ${path}: HTTP ${status}${serverError ? `: ${serverError}` : ""}`, { method, path, status });
-    this.name = "HttpError";
+    this.name = "HttpStatusError";
     this.status = status;
     this.serverError = serverError;
     this.body = body;
@@ -62,11 +64,27 @@ export class HttpError extends AgentError {
 // An authenticated request answered 401 WITHOUT the revoked code: a proxy's own
 // 401, a restarted server, a credential it does not know (yet). Retried with
 // back-off; the agent stops only on an explicit revocation.
-export class CredentialRefusedError extends HttpError {
+export class CredentialRefusedError extends HttpStatusError {
   constructor(method: string, path: string, body: unknown) {
     super(method, path, 401, body);
     this.name = "CredentialRefusedError";
     this.message = `${this.message} (the server refused this agent's credential without saying it is revoked: retrying)`;
+  }
+}
+
+// A pull answered 409: `after` is beyond the server's head, so this agent's journal
+// claims commands the server never issued (its state was reset, or restored from an
+// older copy). The agent must not lower `after` to match — that would acknowledge
+// and run again commands it may hold — so it waits for the server with back-off.
+export class CommandHeadBehindError extends HttpStatusError {
+  readonly head: number | null;
+  readonly after: number;
+  constructor(method: string, path: string, after: number, body: unknown) {
+    super(method, path, 409, body);
+    this.name = "CommandHeadBehindError";
+    this.head = pullConflictResponse.safeParse(body).data?.head ?? null;
+    this.after = after;
+    this.message = `${this.message} (the server's command head ${this.head ?? "?"} is behind this agent's lastSeq ${after}: server state reset or restored? lastSeq is kept; retrying)`;
   }
 }
 
@@ -110,11 +128,18 @@ export function describeCause(e: unknown): string {
   return String(e);
 }
 
-// Retried with back-off: network trouble, server trouble, rate limits, a 401 that is
-// not a revocation, and a redirect (a misconfigured proxy can be fixed while the
-// agent runs). Not other 4xx: the server refused what was sent.
-export function isTransient(e: unknown): boolean {
-  if (e instanceof NetworkError || e instanceof CredentialRefusedError || e instanceof RedirectError) return true;
-  if (e instanceof HttpError) return e.status >= 500 || e.status === 408 || e.status === 429;
+// The one decision of every HTTP loop (commands, reports, log chunks): retry with
+// back-off, or not. Retried: what may pass by itself later — network trouble, server
+// trouble (5xx, 408), rate limits (429), a 401 that is not a revocation (a proxy's
+// own, a server whose state was reset), a redirect (a misconfigured proxy can be
+// fixed while the agent runs), an answer we could not read (ProtocolError), a pull
+// beyond the server's head. Not retried with back-off: the server refused what was
+// sent (any other 4xx — each loop then does its own thing with it: a report batch is
+// split or held, a log upload given up), the revoked 401 (the worker stops), and
+// anything that is not an HTTP failure (a journal error).
+export function shouldRetry(e: unknown): boolean {
+  if (e instanceof NetworkError || e instanceof ProtocolError || e instanceof RedirectError) return true;
+  if (e instanceof CredentialRefusedError || e instanceof CommandHeadBehindError) return true;
+  if (e instanceof HttpStatusError) return e.status >= 500 || e.status === 408 || e.status === 429;
   return false;
 }

@@ -1,5 +1,5 @@
 // Process facts from kill(2) and Linux /proc, shared by the monitor and the
-// step runner. Orphaned zombies linger on some machines until init reaps them,
+// step runner: the one place that reads /proc. Orphaned zombies linger on some machines until init reaps them,
 // and kill(pid, 0) succeeds on a zombie, so liveness also reads the state letter.
 import { readdirSync, readFileSync } from "node:fs";
 
@@ -51,4 +51,37 @@ export function liveProcesses(): ProcStat[] | null {
     if (stat && !isDead(stat.state)) out.push(stat);
   }
   return out;
+}
+
+// /proc/<pid>/cmdline: the process's arguments. Null without /proc, once gone, or
+// when not ours to read (a kernel thread's is empty: []).
+export function processCmdline(pid: number): string[] | null {
+  return readNulSeparated(`/proc/${pid}/cmdline`, "utf8");
+}
+
+// /proc/<pid>/environ: the process's environment as "NAME=value" entries, as it was
+// at exec. Null without /proc, once gone, or when not ours to read.
+export function processEnviron(pid: number): string[] | null {
+  return readNulSeparated(`/proc/${pid}/environ`, "latin1");
+}
+
+// The live (non-zombie) processes whose environment holds exactly the entry
+// `entry` ("NAME=value"). Processes that exit meanwhile, or whose environment is
+// not ours to read, are left out; null when there is no /proc.
+export function processesWithEnv(entry: string): ProcStat[] | null {
+  const live = liveProcesses();
+  if (live === null) return null;
+  return live.filter((p) => processEnviron(p.pid)?.includes(entry) ?? false);
+}
+
+function readNulSeparated(path: string, encoding: BufferEncoding): string[] | null {
+  let text: string;
+  try {
+    text = readFileSync(path, encoding);
+  } catch {
+    return null;
+  }
+  const parts = text.split("\0");
+  if (parts.at(-1) === "") parts.pop(); // each entry ends with a NUL
+  return parts;
 }

@@ -7,7 +7,7 @@ import { hostname } from "node:os";
 import { resolve } from "node:path";
 import { agentName } from "../schema/api.ts";
 import type { CliRequest, TokenSource } from "./args.ts";
-import { describeCause, HttpError, NetworkError, UsageError } from "./errors.ts";
+import { describeCause, HttpStatusError, NetworkError, UsageError } from "./errors.ts";
 import { secureHome } from "./home.ts";
 import { homePaths, writeCredential, writeSettings } from "./settings.ts";
 import { checkServerUrl, normalizeServerUrl } from "./url-policy.ts";
@@ -66,7 +66,7 @@ export async function register(req: RegisterRequest): Promise<number> {
   try {
     res = await api.register({ token, name: req.name, version: AGENT_VERSION, hostname: hostname().slice(0, 255) });
   } catch (e) {
-    if (e instanceof HttpError) {
+    if (e instanceof HttpStatusError) {
       process.stderr.write(`outpost-agent: registration refused by ${server} (HTTP ${e.status}): ${e.serverError ?? JSON.stringify(e.body)?.slice(0, 300)}\n`);
     } else if (e instanceof NetworkError) {
       process.stderr.write(`outpost-agent: cannot reach ${server}: ${e.message}\n`);

@@ -55,6 +55,9 @@ export const pullQuery = z.object({
   after: z.coerce.number().int().min(0),
   wait: z.coerce.number().int().min(0).max(LIMITS.longPollSeconds).default(0),
 });
+// 409: `after` is beyond the server's last command (the server's state was reset or
+// restored); `head` is where the server is.
+export const pullConflictResponse = z.object({ error: z.string(), head: z.int().min(0) });
 export const pullResponse = z.object({
   commands: z.array(command),
   head: z.int().min(0),

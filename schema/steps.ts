@@ -8,10 +8,11 @@ export const STEP_STATUSES = ["pending", "running", "succeeded", "failed", "inte
 export type StepStatus = (typeof STEP_STATUSES)[number];
 // Waiting for a result.
 export const ACTIVE_STEP_STATUSES = ["pending", "running"] as const satisfies readonly StepStatus[];
+export type ActiveStepStatus = (typeof ACTIVE_STEP_STATUSES)[number];
 // A step's result: what a step-finished report may say.
 export const FINAL_STEP_STATUSES = ["succeeded", "failed", "interrupted", "skipped", "canceled"] as const satisfies readonly StepStatus[];
 export type FinalStepStatus = (typeof FINAL_STEP_STATUSES)[number];
-export const isActiveStep = (s: StepStatus): boolean => (ACTIVE_STEP_STATUSES as readonly string[]).includes(s);
+export const isActiveStep = (s: StepStatus): s is ActiveStepStatus => (ACTIVE_STEP_STATUSES as readonly string[]).includes(s);
 
 export const DEPLOYMENT_STATUSES = ["queued", "running", "succeeded", "failed", "canceled"] as const;
 export type DeploymentStatus = (typeof DEPLOYMENT_STATUSES)[number];

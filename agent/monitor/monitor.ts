@@ -8,10 +8,9 @@
 // home private (agent/home.ts) and hands the worker the umask `run` was started
 // with, for the steps.
 import { fork, type ChildProcess } from "node:child_process";
-import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { isLive } from "../proc.ts";
-import { Backoff, restartDelayMs } from "../backoff.ts";
+import { isLive, processCmdline } from "../proc.ts";
+import { Backoff, delayAfterRunMs } from "../backoff.ts";
 import { AgentError, EXIT_REVOKED, REVOKED_MESSAGE, SettingsError } from "../errors.ts";
 import { TOKEN_ENV } from "../args.ts";
 import { formatUmask, secureHome } from "../home.ts";
@@ -21,17 +20,16 @@ import { homePaths, readCredential, readPidFile, readSettings, removePidFile, wr
 
 const WORKER_ENTRY = fileURLToPath(new URL("../worker/main.ts", import.meta.url));
 const STOP_GRACE_MS = 10_000;
+// A worker that stayed up this long earns a fresh restart back-off.
+export const HEALTHY_WORKER_MS = 60_000;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 // Whether `pid` is a live process whose command line mentions `marker` (guards against pid reuse).
 function isAgentProcess(pid: number, marker: string): boolean {
   if (!isLive(pid)) return false;
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(marker);
-  } catch {
-    return true; // no /proc: trust the pid
-  }
+  const args = processCmdline(pid);
+  return args === null || args.some((a) => a.includes(marker)); // no /proc: trust the pid
 }
 
 function waitExit(child: ChildProcess, ms: number): Promise<boolean> {
@@ -112,7 +110,7 @@ export async function runMonitor(opts: MonitorOptions): Promise<number> {
         return;
       }
       const uptime = Date.now() - startedAt;
-      const delay = restartDelayMs(backoff, uptime);
+      const delay = delayAfterRunMs(backoff, uptime, HEALTHY_WORKER_MS);
       log.warn(`worker ${c.pid} exited (${signal ?? `code ${code}`}) after ${(uptime / 1000).toFixed(1)} s; restarting in ${delay} ms`);
       restartTimer = setTimeout(startWorker, delay);
     });

@@ -10,9 +10,9 @@
 // agent was started with, so what a deployment creates gets ordinary modes.
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { isLive, liveProcesses, processExists, procStat } from "../proc.ts";
+import { isLive, liveProcesses, processEnviron, processesWithEnv, processExists, procStat } from "../proc.ts";
 import { AgentError } from "../errors.ts";
 import { DIR_MODE, FILE_MODE, formatUmask } from "../home.ts";
 import type { StepOutcome } from "../worker/reports.ts";
@@ -131,17 +131,15 @@ export function groupExists(pgid: number): boolean {
   return live === null || live.some((p) => p.pgrp === pgid); // no /proc: trust kill(2)
 }
 
+const stepEnvEntry = (stepId: string) => `OUTPOST_STEP_ID=${stepId}`;
+
 // Is the wrapper of this step still alive? Guards against pid reuse after a
 // reboot by checking the process's environment on Linux.
 export function isStepAlive(pid: number, stepId: string): boolean {
   if (!isLive(pid)) return false;
-  let environ: string;
-  try {
-    environ = readFileSync(`/proc/${pid}/environ`, "latin1");
-  } catch {
-    return true; // no /proc (or not readable): trust the pid
-  }
-  return environ.split("\0").includes(`OUTPOST_STEP_ID=${stepId}`);
+  const environ = processEnviron(pid);
+  if (environ === null) return true; // no /proc (or not readable): trust the pid
+  return environ.includes(stepEnvEntry(stepId));
 }
 
 // The live (non-zombie) processes that carry this step's OUTPOST_STEP_ID: the
@@ -149,16 +147,7 @@ export function isStepAlive(pid: number, stepId: string): boolean {
 // never recorded (the worker died between spawn and writing it) and the
 // leftovers of a step whose wrapper was killed. Empty without /proc.
 export function findStepProcesses(stepId: string): { pid: number; pgid: number }[] {
-  const needle = `OUTPOST_STEP_ID=${stepId}`;
-  const found: { pid: number; pgid: number }[] = [];
-  for (const p of liveProcesses() ?? []) {
-    try {
-      if (readFileSync(`/proc/${p.pid}/environ`, "latin1").split("\0").includes(needle)) found.push({ pid: p.pid, pgid: p.pgrp });
-    } catch {
-      continue; // exited meanwhile, or not ours to read
-    }
-  }
-  return found;
+  return (processesWithEnv(stepEnvEntry(stepId)) ?? []).map((p) => ({ pid: p.pid, pgid: p.pgrp }));
 }
 
 // SIGKILLs every process group holding a process of this step (never our own).

@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { AGENT_REVOKED } from "../../schema/agent-api.ts";
-import { describeCause, HttpError, isTransient, ProtocolError, RedirectError } from "../errors.ts";
+import { CommandHeadBehindError, describeCause, HttpStatusError, ProtocolError, RedirectError, shouldRetry } from "../errors.ts";
 import { ApiClient, DEFAULT_BODY_CAP, PULL_BODY_CAP } from "./api-client.ts";
 import { startedReport } from "./reports.ts";
 
@@ -87,7 +87,7 @@ describe("api client", () => {
     expect(e).toBeInstanceOf(RedirectError);
     expect(e.message).toContain(`redirected (HTTP 307) to ${target.base}/agent/v1/commands`);
     expect(e.message).toMatch(/--server .* must name the final address/);
-    expect(isTransient(e)).toBe(true);
+    expect(shouldRetry(e)).toBe(true);
     expect(target.seen).toEqual([]);
   });
 
@@ -101,10 +101,23 @@ describe("api client", () => {
     expect(body.reports).toHaveLength(1);
   });
 
-  it("hands back a log upload answered 410 (the step ended on the server) instead of failing", async () => {
-    const { base, seen } = await serve((_req, res) => json(res, 410, { error: "step has ended", length: 12 }));
-    expect(await new ApiClient(base, "cred").putLog("s1", 12, new Uint8Array([1, 2]))).toEqual({ length: 12, conflict: false, ended: true });
+  it("hands back a log upload answered 409, 410 or 413 (part of the upload protocol) instead of failing; throws on any other refusal", async () => {
+    let status = 410;
+    const { base, seen } = await serve((_req, res) => json(res, status, { error: "no", length: 12 }));
+    const api = new ApiClient(base, "cred");
+    for (status of [409, 410, 413]) expect(await api.putLog("s1", 20, new Uint8Array([1, 2]))).toEqual({ status, body: { error: "no", length: 12 } });
     expect(seen[0].headers["content-type"]).toBe("application/octet-stream");
+    expect(seen[0].url).toBe("/agent/v1/steps/s1/log?offset=20");
+    status = 404;
+    await expect(api.putLog("s1", 20, new Uint8Array([1]))).rejects.toBeInstanceOf(HttpStatusError);
+  });
+
+  it("turns a pull answered 409 (after > head) into a CommandHeadBehindError, retried", async () => {
+    const { base } = await serve((_req, res) => json(res, 409, { error: "after 9 is beyond head 4", head: 4 }));
+    const e = await new ApiClient(base, "cred").pull(9, 0).catch((x) => x);
+    expect(e).toBeInstanceOf(CommandHeadBehindError);
+    expect(e).toMatchObject({ status: 409, head: 4, after: 9 });
+    expect(shouldRetry(e)).toBe(true);
   });
 
   it("calls onRevoked only for the server's explicit revoked answer; any other 401 is retried", async () => {
@@ -113,12 +126,12 @@ describe("api client", () => {
     const revoked: string[] = [];
     const api = new ApiClient(base, "cred", { onRevoked: (e) => revoked.push(e.message) });
     const e1 = await api.pull(0, 0).catch((x) => x);
-    expect(e1).toBeInstanceOf(HttpError);
+    expect(e1).toBeInstanceOf(HttpStatusError);
     expect(revoked).toHaveLength(1);
     for (const plain of [{ error: "invalid agent credential" }, "<html>proxy login</html>", { error: "x", code: "something-else" }]) {
       body = plain;
       const e = await api.pull(0, 0).catch((x) => x);
-      expect(isTransient(e), JSON.stringify(plain)).toBe(true);
+      expect(shouldRetry(e), JSON.stringify(plain)).toBe(true);
       expect(e.message).toMatch(/refused this agent's credential without saying it is revoked: retrying/);
     }
     expect(revoked).toHaveLength(1);

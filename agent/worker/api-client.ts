@@ -5,7 +5,6 @@ import { z } from "zod";
 import {
   isRevokedAnswer,
   LOG_CONTENT_TYPE,
-  logUploadResponse,
   pullResponse,
   registerResponse,
   reportsResponse,
@@ -15,7 +14,7 @@ import {
   type ReportsRequest,
 } from "../../schema/agent-api.ts";
 import { LIMITS } from "../../schema/limits.ts";
-import { CredentialRefusedError, HttpError, NetworkError, ProtocolError, RedirectError } from "../errors.ts";
+import { CommandHeadBehindError, CredentialRefusedError, HttpStatusError, NetworkError, ProtocolError, RedirectError } from "../errors.ts";
 import { apiUrl } from "../url-policy.ts";
 import { MiB, readCappedText } from "./capped-body.ts";
 
@@ -30,24 +29,26 @@ export const DEFAULT_BODY_CAP = 1 * MiB;
 export const pullEnvelope = pullResponse.extend({ commands: z.array(z.unknown()).max(LIMITS.commandsPerPull * 10) });
 export type PullEnvelope = z.infer<typeof pullEnvelope>;
 
+export type LogAnswer = { status: number; body: unknown };
+
 type RequestOptions = {
   json?: unknown;
   bytes?: Uint8Array;
   timeoutMs?: number;
   signal?: AbortSignal;
   auth?: boolean;
-  okStatuses?: number[]; // non-2xx statuses answered with a body instead of an HttpError
+  okStatuses?: number[]; // non-2xx statuses answered with a body instead of an HttpStatusError
   maxBodyBytes?: number;
 };
 
 export class ApiClient {
   readonly server: string;
   readonly credential: string | null;
-  readonly #onRevoked: ((e: HttpError) => void) | undefined;
+  readonly #onRevoked: ((e: HttpStatusError) => void) | undefined;
   // onRevoked: an authenticated request got the server's explicit revoked answer (401
   // with code "agent-revoked", docs/protocol.md §Revoke). Called before the error is
   // thrown to the caller. Any other 401 is a CredentialRefusedError, retried.
-  constructor(server: string, credential: string | null, opts: { onRevoked?: (e: HttpError) => void } = {}) {
+  constructor(server: string, credential: string | null, opts: { onRevoked?: (e: HttpStatusError) => void } = {}) {
     this.server = server;
     this.credential = credential;
     this.#onRevoked = opts.onRevoked;
@@ -95,11 +96,11 @@ export class ApiClient {
     if (!res.ok && !(opts.okStatuses ?? []).includes(res.status)) {
       if (res.status === 401 && headers.authorization !== undefined) {
         if (!isRevokedAnswer(res.status, parsed)) throw new CredentialRefusedError(method, path, parsed);
-        const e = new HttpError(method, path, res.status, parsed);
+        const e = new HttpStatusError(method, path, res.status, parsed);
         this.#onRevoked?.(e);
         throw e;
       }
-      throw new HttpError(method, path, res.status, parsed);
+      throw new HttpStatusError(method, path, res.status, parsed);
     }
     return { status: res.status, body: parsed };
   }
@@ -109,12 +110,16 @@ export class ApiClient {
     return validate(registerResponse, body, "register answer");
   }
 
+  // A 409 (after > head) is a CommandHeadBehindError: retried, lastSeq never lowered.
   async pull(after: number, waitSeconds: number, signal?: AbortSignal): Promise<PullEnvelope> {
-    const { body } = await this.request("GET", `/agent/v1/commands?after=${after}&wait=${waitSeconds}`, {
+    const path = `/agent/v1/commands?after=${after}&wait=${waitSeconds}`;
+    const { status, body } = await this.request("GET", path, {
       timeoutMs: REQUEST_TIMEOUT_MS + waitSeconds * 1000,
       signal,
       maxBodyBytes: PULL_BODY_CAP,
+      okStatuses: [409],
     });
+    if (status === 409) throw new CommandHeadBehindError("GET", path, after, body);
     return validate(pullEnvelope, body, "pull answer");
   }
 
@@ -126,23 +131,21 @@ export class ApiClient {
     return validate(reportsResponse, body, "reports answer").acked;
   }
 
-  // Returns the number of bytes the server holds; `conflict` when it answered 409 (a
-  // gap: resume at `length`), `ended` when it answered 410 (the step has ended on the
-  // server and takes no more output).
-  async putLog(stepId: string, offset: number, bytes: Uint8Array, signal?: AbortSignal): Promise<{ length: number; conflict: boolean; ended: boolean }> {
-    const { status, body } = await this.request("PUT", `/agent/v1/steps/${encodeURIComponent(stepId)}/log?offset=${offset}`, {
+  // The server's answer to a log chunk, for uploadOutcome (agent/worker/upload-outcome.ts)
+  // to read: 2xx, and the refusals that are part of the upload protocol — 409 (a gap),
+  // 410 (the step has ended there), 413 (past the per-step cap). Anything else throws.
+  async putLog(stepId: string, offset: number, bytes: Uint8Array, signal?: AbortSignal): Promise<LogAnswer> {
+    return this.request("PUT", `/agent/v1/steps/${encodeURIComponent(stepId)}/log?offset=${offset}`, {
       bytes,
       signal,
-      okStatuses: [409, 410],
+      okStatuses: [409, 410, 413],
     });
-    const length = validate(logUploadResponse, body, `log upload answer (HTTP ${status})`).length;
-    return { length, conflict: status === 409, ended: status === 410 };
   }
 }
 
 // The error names what was wrong and where, never the body: a pull's body is
 // command text, which must not reach the agent's log.
-function validate<T>(schema: z.ZodType<T>, body: unknown, what: string): T {
+export function validate<T>(schema: z.ZodType<T>, body: unknown, what: string): T {
   const r = schema.safeParse(body);
   if (!r.success) {
     const issue = r.error.issues[0];

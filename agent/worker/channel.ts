@@ -13,13 +13,23 @@ import type { IncomingMessage } from "node:http";
 import WebSocket from "ws";
 import { HEARTBEAT_PING, HEARTBEAT_PONG, LIMITS, TIMING } from "../../schema/limits.ts";
 import { agentMessage, CLOSE, isRevokedAnswer, serverMessage, type AgentMessage, type WelcomeMessage } from "../../schema/agent-api.ts";
-import { Backoff } from "../backoff.ts";
+import { Backoff, delayAfterRunMs } from "../backoff.ts";
 import { describeCause } from "../errors.ts";
 import type { Logger } from "../log.ts";
 
 export type Hello = Extract<AgentMessage, { type: "hello" }>;
 
-const HEALTHY_CONNECTION_MS = 10_000; // a connection that lived this long resets the back-off
+// §Reconnect: a connection that stayed up this long gives the reconnect back-off a
+// fresh start; one that keeps dropping sooner (a server that accepts and then closes)
+// climbs to the cap like a refused one.
+export const HEALTHY_CONNECTION_MS = 10_000;
+
+// The delay before the next connect attempt once a connection closed (or never
+// opened: openedAt null). Advances `backoff`.
+export function reconnectDelayMs(backoff: Backoff, openedAt: number | null, closedAt: number): number {
+  return delayAfterRunMs(backoff, openedAt === null ? 0 : closedAt - openedAt, HEALTHY_CONNECTION_MS);
+}
+
 const REFUSAL_BODY_CAP = 4 * 1024; // enough for {error, code}
 const REFUSAL_BODY_WAIT_MS = 5_000;
 
@@ -119,7 +129,7 @@ export class Channel {
       followRedirects: false,
     });
     this.#ws = ws;
-    let openedAt = 0;
+    let openedAt: number | null = null;
     let lastHeard = Date.now();
     let heartbeat: NodeJS.Timeout | null = null;
     let sentHello: Hello | null = null;
@@ -211,8 +221,7 @@ export class Channel {
         const why = code === CLOSE.revoked ? `channel closed by the server: ${code} ${reasonBytes.toString() || "agent revoked"}` : "channel upgrade answered HTTP 401: agent revoked";
         return this.#deps.onRevoked(why);
       }
-      if (openedAt && Date.now() - openedAt >= HEALTHY_CONNECTION_MS) this.#backoff.reset();
-      const delay = this.#backoff.next();
+      const delay = reconnectDelayMs(this.#backoff, openedAt, Date.now());
       this.#reconnectTimer = setTimeout(() => {
         this.#reconnectTimer = null;
         if (!this.#stopped) this.#connect();

@@ -4,8 +4,8 @@
 // there is something new, right after storing new commands (to acknowledge them
 // at once: see below), every 30 s while the channel is up, and as back-to-back
 // long-polls (wait=25) while it is down.
-import { HttpError } from "../errors.ts";
 import { LIMITS } from "../../schema/limits.ts";
+import { CommandHeadBehindError, HttpStatusError, shouldRetry } from "../errors.ts";
 import { Backoff } from "../backoff.ts";
 import type { Logger } from "../log.ts";
 import type { ApiClient } from "./api-client.ts";
@@ -15,10 +15,13 @@ import { Waker } from "./waker.ts";
 
 export const PERIODIC_PULL_MS = 30_000;
 const MIN_LONG_POLL_CYCLE_MS = 1_000; // a server that ignores `wait` must not make us spin
+const REJECTED_RETRY_MS = 30_000; // docs/agent-api.md: any other 4xx is retried every 30 s
+const JOURNAL_RETRY_EXTRA_MS = 5_000;
 
 // onStored: commands to run were stored. onReportsQueued: commands that will not run
 // (rejected, lost) were stored as ended, with their steps' final reports to send.
-export type CommandPullerDeps = { journal: Journal; api: ApiClient; log: Logger; onStored: () => void; onReportsQueued: () => void };
+// backoff: between failed pulls (default 0.5 s → 30 s); reset by every successful one.
+export type CommandPullerDeps = { journal: Journal; api: ApiClient; log: Logger; onStored: () => void; onReportsQueued: () => void; backoff?: Backoff };
 
 export class CommandPuller {
   readonly #deps: CommandPullerDeps;
@@ -82,9 +85,32 @@ export class CommandPuller {
     }
   }
 
+  // Logs a failed pull (or a failure to store what it brought) and says how long to
+  // wait before pulling again. lastSeq is never touched: `after` only ever names
+  // what the journal holds.
+  #afterFailure(e: unknown, backoff: Backoff): number {
+    const { log } = this.#deps;
+    const after = this.#lastSeq;
+    if (shouldRetry(e)) {
+      const d = backoff.next();
+      if (e instanceof CommandHeadBehindError) log.error(`pull after=${after} refused: the server's head is behind this journal; retrying in ${d} ms`, e);
+      else log.warn(`pull after=${after} failed; retrying in ${d} ms`, e);
+      return d;
+    }
+    if (e instanceof HttpStatusError) {
+      log.error(`SERVER REJECTED pull after=${after}; retrying in ${REJECTED_RETRY_MS / 1000} s`, e);
+      return REJECTED_RETRY_MS;
+    }
+    // The journal could not store what was pulled: nothing was acknowledged, so the
+    // same commands come again with the next pull.
+    const d = backoff.next() + JOURNAL_RETRY_EXTRA_MS;
+    log.error(`cannot store pulled commands; pulling after=${after} again in ${d} ms`, e);
+    return d;
+  }
+
   async #loop(): Promise<void> {
     const { journal, api, log, onStored } = this.#deps;
-    const backoff = new Backoff();
+    const backoff = this.#deps.backoff ?? new Backoff();
     while (!this.#stopped) {
       if (!this.#kicked && this.#channelUp) await this.#waker.wait(PERIODIC_PULL_MS);
       if (this.#stopped) break;
@@ -112,7 +138,7 @@ export class CommandPuller {
         }
         backoff.reset();
         if (intake.problem) {
-          const d = backoff.next() + 5_000;
+          const d = backoff.next() + JOURNAL_RETRY_EXTRA_MS;
           log.error(`cannot store a pulled command (${intake.problem}); retrying in ${d} ms`);
           await this.#waker.wait(d);
         } else if (res.head > this.#lastSeq || storedAny) {
@@ -126,13 +152,7 @@ export class CommandPuller {
         }
       } catch (e) {
         if (this.#stopped) break;
-        const d = backoff.next();
-        if (e instanceof HttpError && e.status === 409) {
-          log.error(`server's command head is behind this agent's lastSeq ${this.#lastSeq} (server state reset?); retrying in ${d} ms`, e);
-        } else {
-          log.warn(`pull after=${this.#lastSeq} failed; retrying in ${d} ms`, e);
-        }
-        await this.#waker.wait(d);
+        await this.#waker.wait(this.#afterFailure(e, backoff));
         this.#kicked = true;
       }
     }

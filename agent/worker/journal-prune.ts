@@ -7,6 +7,7 @@ import { and, asc, inArray, sql, type SQL } from "drizzle-orm";
 import type { LibSQLDatabase } from "drizzle-orm/libsql";
 import { reportIds } from "../../schema/agent-api.ts";
 import { journalCommands, journalSteps, outbox } from "../../schema/journal.ts";
+import { ACTIVE_STEP_STATUSES } from "../../schema/steps.ts";
 
 // Report ids are `<stepId><suffix>` (schema/agent-api.ts reportIds); SQL needs the suffixes.
 const STARTED = reportIds.started("");
@@ -15,7 +16,7 @@ const FINISHED = reportIds.finished("");
 function fullyDelivered(cutoff: number, outputCap: number): SQL {
   return sql`${journalCommands.state} = 'done' and ${journalCommands.receivedAt} < ${cutoff} and not exists (
     select 1 from ${journalSteps} where ${journalSteps.commandSeq} = ${journalCommands.seq} and (
-      ${journalSteps.state} in ('pending', 'running')
+      ${inArray(journalSteps.state, [...ACTIVE_STEP_STATUSES])}
       or ${journalSteps.finishedAt} is null or ${journalSteps.finishedAt} >= ${cutoff}
       or (${journalSteps.logGivenUp} is null and ${journalSteps.logUploaded} < min(coalesce(${journalSteps.logSize}, ${outputCap}), ${outputCap}))
       or exists (select 1 from ${outbox} where ${outbox.id} in (${journalSteps.stepId} || ${STARTED}, ${journalSteps.stepId} || ${FINISHED}))

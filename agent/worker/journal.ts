@@ -8,11 +8,13 @@ import { and, asc, eq, inArray, isNotNull, isNull, lt, ne, sql } from "drizzle-o
 import { drizzle, type LibSQLDatabase } from "drizzle-orm/libsql";
 import { migrate } from "drizzle-orm/libsql/migrator";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { command as commandSchema, reportIds, type Command, type Report } from "../../schema/agent-api.ts";
+import { command as commandSchema, type Command, type Report } from "../../schema/agent-api.ts";
 import { journalCommands, journalMeta, journalSteps, outbox, rejectedReports } from "../../schema/journal.ts";
 import { AgentError } from "../errors.ts";
 import { OUTPUT_CAP_BYTES } from "../steps/output-cap.ts";
 import { deletePrunable, selectPrunable } from "./journal-prune.ts";
+import { interruptUnknown, requeueFinished, selectStepFacts, type StepFacts } from "./journal-resync.ts";
+import { insertReport, type Tx } from "./journal-tx.ts";
 import { finishedReport, NO_RECORD_REASON, startedReport, type StepOutcome } from "./reports.ts";
 
 export type StepRow = typeof journalSteps.$inferSelect;
@@ -89,7 +91,7 @@ export class Journal {
     });
   }
 
-  #tx<T>(what: string, fn: (tx: Parameters<Parameters<LibSQLDatabase["transaction"]>[0]>[0]) => Promise<T>): Promise<T> {
+  #tx<T>(what: string, fn: (tx: Tx) => Promise<T>): Promise<T> {
     return this.#op(what, (db) => db.transaction(fn));
   }
 
@@ -167,7 +169,7 @@ export class Journal {
     });
   }
 
-  command(seq: number): Promise<{ command: Command; state: "pending" | "running" | "done" }> {
+  command(seq: number): Promise<{ command: Command; state: (typeof journalCommands.$inferSelect)["state"] }> {
     return this.#op("command", async (db) => {
       const row = await db.select().from(journalCommands).where(eq(journalCommands.seq, seq)).get();
       if (!row) throw new JournalError(`no command with seq ${seq}`, { seq });
@@ -349,53 +351,20 @@ export class Journal {
 
   // What the journal knows of each step: its state and whether its step-finished
   // report still waits in the outbox. Steps it has no record of are absent.
-  stepFacts(stepIds: string[]): Promise<Map<string, { state: StepRow["state"]; finishedReportQueued: boolean }>> {
-    if (stepIds.length === 0) return Promise.resolve(new Map());
-    return this.#op("stepFacts", async (db) => {
-      const rows = await db.select({ stepId: journalSteps.stepId, state: journalSteps.state }).from(journalSteps).where(inArray(journalSteps.stepId, stepIds));
-      const queued = await db.select({ id: outbox.id }).from(outbox).where(inArray(outbox.id, stepIds.map(reportIds.finished)));
-      const q = new Set(queued.map((r) => r.id));
-      return new Map(rows.map((r) => [r.stepId, { state: r.state, finishedReportQueued: q.has(reportIds.finished(r.stepId)) }]));
-    });
+  stepFacts(stepIds: string[]): Promise<StepFacts> {
+    return this.#op("stepFacts", (db) => selectStepFacts(db, stepIds));
   }
 
-  // Puts an ended step's step-finished report back in the outbox, rebuilt from the
-  // journal (same id, same content), unless it is already there, and marks its
-  // output for upload again from offset 0: a server that lost the result may have
-  // lost the output too (the server skips the bytes it still holds). False if the
-  // step has not ended.
+  // An ended step's step-finished report rebuilt (same id) and its output marked for
+  // upload again; false if the step has not ended (agent/worker/journal-resync.ts).
   requeueFinishedReport(stepId: string, now = Date.now()): Promise<boolean> {
-    return this.#tx("requeueFinishedReport", async (tx) => {
-      const row = await tx.select().from(journalSteps).where(eq(journalSteps.stepId, stepId)).get();
-      if (!row || row.state === "pending" || row.state === "running") return false;
-      const outcome: StepOutcome = { status: row.state, exitCode: row.exitCode, reason: row.reason };
-      await insertReport(tx, finishedReport(stepId, row.deploymentId, outcome, row.finishedAt ?? now), now);
-      await tx.update(journalSteps).set({ logUploaded: 0, logGivenUp: null }).where(eq(journalSteps.stepId, stepId));
-      return true;
-    });
+    return this.#tx("requeueFinishedReport", (tx) => requeueFinished(tx, stepId, now));
   }
 
-  // A step the server expects a result for but the journal has no record of (the
-  // journal was lost or replaced): recorded and reported `interrupted`, never run.
-  // The deployment id comes from the step's command if the journal still holds
-  // it; without it no report can be built and null is returned.
+  // A step the journal has no record of, recorded and reported `interrupted` (never
+  // run); null when no command in the journal names it (agent/worker/journal-resync.ts).
   interruptUnknownStep(stepId: string, reason: string, now = Date.now()): Promise<{ deploymentId: string } | null> {
-    return this.#tx("interruptUnknownStep", async (tx) => {
-      if (await tx.select({ s: journalSteps.stepId }).from(journalSteps).where(eq(journalSteps.stepId, stepId)).get()) return null;
-      const needle = `"stepId":${JSON.stringify(stepId)}`;
-      const cmds = await tx.select().from(journalCommands).where(sql`instr(${journalCommands.body}, ${needle}) > 0`);
-      for (const c of cmds) {
-        const body = JSON.parse(c.body) as { deploymentId?: unknown; steps?: { stepId?: unknown; position?: unknown }[] };
-        const step = body.steps?.find((s) => s.stepId === stepId);
-        if (!step || typeof body.deploymentId !== "string") continue;
-        const deploymentId = body.deploymentId;
-        const position = typeof step.position === "number" ? step.position : 0;
-        await tx.insert(journalSteps).values({ stepId, deploymentId, commandSeq: c.seq, position, state: "interrupted", reason, finishedAt: now, logSize: 0 });
-        await insertReport(tx, finishedReport(stepId, deploymentId, { status: "interrupted", exitCode: null, reason }, now), now);
-        return { deploymentId };
-      }
-      return null;
-    });
+    return this.#tx("interruptUnknownStep", (tx) => interruptUnknown(tx, stepId, reason, now));
   }
 
   deleteReports(ids: string[]): Promise<void> {
@@ -404,10 +373,4 @@ export class Journal {
       await db.delete(outbox).where(inArray(outbox.id, ids));
     });
   }
-}
-
-type Tx = Parameters<Parameters<LibSQLDatabase["transaction"]>[0]>[0];
-
-async function insertReport(tx: Tx, r: Report, now: number): Promise<void> {
-  await tx.insert(outbox).values({ id: r.id, body: JSON.stringify(r), createdAt: now }).onConflictDoNothing();
 }

@@ -9,12 +9,13 @@
 import { openSync, readSync, closeSync } from "node:fs";
 import { LIMITS } from "../../schema/limits.ts";
 import { Backoff } from "../backoff.ts";
-import { describeCause, HttpError, isTransient, ProtocolError } from "../errors.ts";
+import { describeCause } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { OUTPUT_CAP_BYTES } from "../steps/output-cap.ts";
 import { logSize, stepPaths } from "../steps/shell-step.ts";
 import type { ApiClient } from "./api-client.ts";
 import type { Journal, StepRow } from "./journal.ts";
+import { uploadOutcome } from "./upload-outcome.ts";
 import { Waker } from "./waker.ts";
 
 const POLL_MS = 200;
@@ -40,6 +41,7 @@ export type LogUploaderDeps = {
   stepsDir: string;
   log: Logger;
   onDelivered: (stepId: string) => void; // the step's output is fully uploaded (or given up)
+  newBackoff?: () => Backoff; // each step's upload backs off on its own (default 0.5 s → 30 s)
 };
 
 export class LogUploader {
@@ -95,7 +97,7 @@ export class LogUploader {
   async #loop(stepId: string, waker: Waker): Promise<void> {
     const { journal, api, log } = this.#deps;
     const paths = stepPaths(this.#deps.stepsDir, stepId);
-    const backoff = new Backoff();
+    const backoff = this.#deps.newBackoff?.() ?? new Backoff();
     let delivered = false;
     const giveUp = async (why: string) => {
       await journal.giveUpLog(stepId, why);
@@ -125,29 +127,37 @@ export class LogUploader {
             await waker.wait(POLL_MS);
             continue;
           }
-          try {
-            const r = await api.putLog(stepId, row.logUploaded, bytes, this.#abort.signal);
-            if (r.ended) {
-              log.warn(`the server says step ${stepId} has ended (HTTP 410; it holds ${r.length} bytes of its output): no more of its output is uploaded`);
-              await journal.setLogUploaded(stepId, r.length);
-              return await giveUp(`the server ended the step (410) holding ${r.length} bytes`);
-            }
-            if (r.conflict) log.warn(`log upload of step ${stepId} at offset ${row.logUploaded}: server holds ${r.length} bytes; resuming there`);
-            await journal.setLogUploaded(stepId, r.length);
-            backoff.reset();
-          } catch (e) {
-            if (this.#stopped) return;
-            if (isTransient(e) || e instanceof ProtocolError) {
+          const offset = row.logUploaded;
+          const outcome = await api.putLog(stepId, offset, bytes, this.#abort.signal).then(
+            (answer) => uploadOutcome(answer, offset),
+            (error: unknown) => uploadOutcome({ error }, offset),
+          );
+          if (this.#stopped) return;
+          switch (outcome.kind) {
+            case "gap":
+              log.warn(`log upload of step ${stepId} at offset ${offset}: server holds ${outcome.length} bytes; resuming there`);
+            // falls through: the server's length is where the upload goes on
+            case "stored":
+              await journal.setLogUploaded(stepId, outcome.length);
+              backoff.reset();
+              continue;
+            case "closed":
+              log.warn(`the server says step ${stepId} has ended (HTTP 410; it holds ${outcome.length} bytes of its output): no more of its output is uploaded`);
+              await journal.setLogUploaded(stepId, outcome.length);
+              return await giveUp(`the server ended the step (410) holding ${outcome.length} bytes`);
+            case "too-large":
+              log.error(`log upload of step ${stepId} at offset ${offset} abandoned: the server refuses more output for this step (${outcome.reason})`);
+              return await giveUp(`the server refuses more output for this step: ${outcome.reason}`);
+            case "rejected":
+              log.error(`log upload of step ${stepId} at offset ${offset} abandoned: the server rejected it`, outcome.error);
+              return await giveUp(`the server rejected it: ${describeCause(outcome.error)}`);
+            case "retry": {
               const d = backoff.next();
-              log.warn(`log upload of step ${stepId} failed; retrying in ${d} ms`, e);
+              log.warn(`log upload of step ${stepId} at offset ${offset} failed; retrying in ${d} ms`, outcome.error);
               await waker.wait(d);
               continue;
             }
-            const why = e instanceof HttpError && e.status === 413 ? "the server refuses more output for this step" : "the server rejected it";
-            log.error(`log upload of step ${stepId} at offset ${row.logUploaded} abandoned: ${why}`, e);
-            return await giveUp(`${why}: ${describeCause(e)}`);
           }
-          continue;
         }
         if (ended) {
           delivered = true;

@@ -1,8 +1,9 @@
 // docs/protocol.md §Reports (batches, order, a finished report waits for its output: §Logs).
 import { describe, expect, it } from "vitest";
+import { STEP_REASON_MAX } from "../../schema/steps.ts";
 import { finishedReport, startedReport } from "./reports.ts";
 import { onPostFailure, sendablePrefix } from "./report-sender.ts";
-import { CredentialRefusedError, HttpError, NetworkError, ProtocolError, RedirectError } from "../errors.ts";
+import { CredentialRefusedError, HttpStatusError, NetworkError, ProtocolError, RedirectError } from "../errors.ts";
 import type { OutboxEntry } from "./journal.ts";
 
 const entry = (order: number, report: OutboxEntry["report"], createdAt = 0): OutboxEntry => ({ order, id: report.id, report, createdAt });
@@ -32,12 +33,12 @@ describe("sendable prefix of the outbox", () => {
   it("builds reports with stable ids and clipped reasons", () => {
     const r = finishedReport("s1", "d1", { status: "failed", exitCode: 1, reason: "x".repeat(900) }, 5);
     expect(r.id).toBe("s1:finished");
-    expect(r.type === "step-finished" && r.reason!.length).toBe(500);
+    expect(r.type === "step-finished" && r.reason!.length).toBe(STEP_REASON_MAX);
   });
 });
 
 describe("what a failed post leads to", () => {
-  const refused = (status: number) => new HttpError("POST", "/agent/v1/reports", status, { error: "no" });
+  const refused = (status: number) => new HttpStatusError("POST", "/agent/v1/reports", status, { error: "no" });
   it("splits a batch refused with 422 and rejects a single report refused with 422", () => {
     expect(onPostFailure(refused(422), 5)).toBe("split");
     expect(onPostFailure(refused(422), 1)).toBe("reject");

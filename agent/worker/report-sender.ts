@@ -8,7 +8,7 @@
 import type { Report } from "../../schema/agent-api.ts";
 import { LIMITS } from "../../schema/limits.ts";
 import { Backoff } from "../backoff.ts";
-import { HttpError, isTransient, ProtocolError } from "../errors.ts";
+import { HttpStatusError, shouldRetry } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { ApiClient } from "./api-client.ts";
 import type { Journal, OutboxEntry } from "./journal.ts";
@@ -21,6 +21,7 @@ export type ReportSenderDeps = {
   api: ApiClient;
   log: Logger;
   isLogDelivered: (stepId: string) => Promise<boolean>;
+  backoff?: Backoff; // default 0.5 s → 30 s
 };
 
 // A step-started report is held this long (unless its step already finished), so
@@ -50,7 +51,7 @@ export async function sendablePrefix(
 }
 
 // What to do when posting a batch failed:
-// - back-off: the server could not take it now (network, 5xx, 429, a 401 that is not
+// - back-off: it may pass later (shouldRetry: network, 5xx, 429, a 401 that is not
 //   a revocation, a redirect, an answer we cannot read): retry with back-off;
 // - split: 422 on several reports: post them one at a time to find the bad one(s);
 // - reject: 422 on one report alone: it will never be taken, move it out of the outbox;
@@ -59,8 +60,8 @@ export async function sendablePrefix(
 export type PostFailure = "back-off" | "split" | "reject" | "hold";
 
 export function onPostFailure(e: unknown, batchSize: number): PostFailure {
-  if (isTransient(e) || e instanceof ProtocolError) return "back-off";
-  if (e instanceof HttpError && e.status === 422) return batchSize > 1 ? "split" : "reject";
+  if (shouldRetry(e)) return "back-off";
+  if (e instanceof HttpStatusError && e.status === 422) return batchSize > 1 ? "split" : "reject";
   return "hold";
 }
 
@@ -72,7 +73,7 @@ const describeBatch = (batch: OutboxEntry[]) => {
 export class ReportSender {
   readonly #deps: ReportSenderDeps;
   readonly #waker = new Waker();
-  readonly #backoff = new Backoff();
+  readonly #backoff: Backoff;
   #running = false;
   #again = false;
   #stopped = false;
@@ -80,6 +81,7 @@ export class ReportSender {
 
   constructor(deps: ReportSenderDeps) {
     this.#deps = deps;
+    this.#backoff = deps.backoff ?? new Backoff();
   }
 
   // New reports (or a log finished uploading): send now, unless backing off after a failure.
@@ -164,19 +166,19 @@ export class ReportSender {
           const alone = await this.#send([entry]);
           if (alone === null) continue;
           if (onPostFailure(alone, 1) !== "reject") return this.#onFailure(alone, [entry]); // the loop peeks the outbox again
-          await this.#reject(entry, alone as HttpError);
+          await this.#reject(entry, alone as HttpStatusError);
         }
         return;
       }
       case "reject":
-        return this.#reject(batch[0], e as HttpError);
+        return this.#reject(batch[0], e as HttpStatusError);
       case "hold":
         log.error(`SERVER REJECTED ${describeBatch(batch)}; they stay in the outbox, retrying in ${REJECTED_RETRY_MS / 1000} s`, e);
         return this.#pause(REJECTED_RETRY_MS);
     }
   }
 
-  async #reject(entry: OutboxEntry, e: HttpError): Promise<void> {
+  async #reject(entry: OutboxEntry, e: HttpStatusError): Promise<void> {
     await this.#deps.journal.rejectReport(entry.id, e.status, e.serverError);
     this.#deps.log.error(
       `REPORT REJECTED: the server refused report ${entry.id} on its own (HTTP ${e.status}: ${e.serverError ?? "no reason given"}); ` +

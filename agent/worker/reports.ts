@@ -1,11 +1,9 @@
 // Builds the wire reports the journal's outbox holds. Ids come from `reportIds`,
 // so a report regenerated after a crash has the same id and is applied once.
-import { report, reportIds, type Report, type StepFinishedReport } from "../../schema/agent-api.ts";
+import { report, reportIds, type Report } from "../../schema/agent-api.ts";
+import { STEP_REASON_MAX, type FinalStepStatus } from "../../schema/steps.ts";
 
-export type FinalStatus = StepFinishedReport["status"];
-export type StepOutcome = { status: FinalStatus; exitCode: number | null; reason: string | null };
-
-const MAX_REASON = 500;
+export type StepOutcome = { status: FinalStepStatus; exitCode: number | null; reason: string | null };
 
 // The reason of a step the agent must report but has no record of: its journal
 // was lost or restored from an older copy, so the step may have run. Never run it.
@@ -13,7 +11,7 @@ export const NO_RECORD_REASON = "agent has no record of this step (journal lost)
 
 export function clipReason(reason: string | null): string | null {
   if (reason === null) return null;
-  return reason.length <= MAX_REASON ? reason : reason.slice(0, MAX_REASON - 1) + "…";
+  return reason.length <= STEP_REASON_MAX ? reason : reason.slice(0, STEP_REASON_MAX - 1) + "…";
 }
 
 export function startedReport(stepId: string, deploymentId: string, at: number): Report {

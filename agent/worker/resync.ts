@@ -4,6 +4,7 @@
 // lacks. planResync decides (pure); applyResync does it against the journal.
 import type { Logger } from "../log.ts";
 import { reportIds, type WelcomeMessage } from "../../schema/agent-api.ts";
+import { isActiveStep } from "../../schema/steps.ts";
 import type { Journal, StepRow } from "./journal.ts";
 import { NO_RECORD_REASON } from "./reports.ts";
 
@@ -39,7 +40,7 @@ export function planResync(
   for (const stepId of new Set(welcome.expecting)) {
     const fact = facts.get(stepId);
     if (fact === undefined) plan.interrupt.push(stepId);
-    else if (fact.state === "pending" || fact.state === "running") plan.unfinished.push(stepId);
+    else if (isActiveStep(fact.state)) plan.unfinished.push(stepId);
     else if (!fact.finishedReportQueued || deleted.has(reportIds.finished(stepId))) plan.resend.push(stepId);
     // else: its finished report is still queued and will be posted anyway
   }

@@ -1,8 +1,9 @@
 // docs/protocol.md §Steps outlive the worker (recovery decisions) and §Commands (order, concurrency).
 import { describe, expect, it } from "vitest";
-import { nextStep, pickCommandsToStart, recoverRunningStep, stepDeadline, type StepLike, type StepState } from "./scheduling.ts";
+import type { StepStatus } from "../../schema/steps.ts";
+import { nextStep, pickCommandsToStart, recoverRunningStep, stepDeadline, type StepLike } from "./scheduling.ts";
 
-const steps = (...states: StepState[]): StepLike[] => states.map((state, i) => ({ stepId: `s${i}`, position: i, state }));
+const steps = (...states: StepStatus[]): StepLike[] => states.map((state, i) => ({ stepId: `s${i}`, position: i, state }));
 
 describe("scheduling", () => {
   it("starts unfinished commands oldest first up to the limit", () => {

@@ -1,8 +1,8 @@
 // Pure scheduling decisions: which deployments to start, what a deployment
 // does next, and how a step the journal says is running is recovered.
+import type { RetryPolicy, StepStatus } from "../../schema/steps.ts";
 
-export type StepState = "pending" | "running" | "succeeded" | "failed" | "interrupted" | "skipped" | "canceled";
-export type StepLike = { stepId: string; position: number; state: StepState };
+export type StepLike = { stepId: string; position: number; state: StepStatus };
 
 // Unfinished commands start oldest first, up to `max` running at once.
 export function pickCommandsToStart(unfinished: number[], active: ReadonlySet<number>, max: number): number[] {
@@ -15,7 +15,8 @@ export type NextStep<S extends StepLike> =
   | { kind: "resume"; step: S } // running per the journal (the worker restarted): recover it
   | { kind: "end"; skip: S[]; reason: string; failed: boolean }; // the deployment is over on this agent
 
-const BREAKS: ReadonlySet<StepState> = new Set(["failed", "interrupted", "canceled"]);
+// The results after which this agent runs no more of the deployment's steps.
+const BREAKS: ReadonlySet<StepStatus> = new Set<StepStatus>(["failed", "interrupted", "canceled"]);
 
 // Steps run sequentially in position order; once one fails (or is interrupted
 // or canceled), the later ones are skipped.
@@ -36,7 +37,7 @@ export function nextStep<S extends StepLike>(steps: S[]): NextStep<S> {
 export type Recovery = "finish-from-status" | "reattach" | "rerun" | "interrupt";
 
 // A step the journal says is running, found by a (re)started worker.
-export function recoverRunningStep(r: { statusFileExists: boolean; processAlive: boolean; retry: "never" | "safe" }): Recovery {
+export function recoverRunningStep(r: { statusFileExists: boolean; processAlive: boolean; retry: RetryPolicy }): Recovery {
   if (r.statusFileExists) return "finish-from-status";
   if (r.processAlive) return "reattach";
   return r.retry === "safe" ? "rerun" : "interrupt";

@@ -1,13 +1,20 @@
-// docs/protocol.md §Reconnect: after a server restart, agents come back spread
-// out (full-jitter back-off), not as a herd. Measured from the agents' own log
-// lines: the channel logs every connect attempt and "channel up", each with an
-// ISO timestamp.
+// docs/protocol.md §Reconnect: agents cut off together come back spread out, because
+// each waits a delay drawn uniformly below a cap that doubles with each failure (full
+// jitter). Measured from the agents' own log lines while the server is down: the
+// channel logs every connect attempt, numbered, with an ISO timestamp, and a refused
+// attempt fails within milliseconds, so the time between two attempts is the delay
+// drawn before the second (the cap for attempt k is backoffCapMs(k - 2): attempt 1
+// goes at once).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readFileSync } from "node:fs";
-import { sleep, TestServer, waitFor, type Proc } from "../support/local-server.ts";
+import { backoffCapMs } from "../../schema/backoff.ts";
+import { TIMING } from "../../schema/limits.ts";
+import { TestServer, waitFor, type Proc } from "../support/local-server.ts";
 
 const server = new TestServer();
 const N = 4;
+const OUTAGE_MS = 12_000;
+const SLACK_MS = 250; // the refused attempt itself, and the log line's own latency
 const names = Array.from({ length: N }, (_, i) => `herd-${i}`);
 const agents: Proc[] = [];
 
@@ -22,32 +29,42 @@ afterAll(async () => {
   await server.stop();
 });
 
-// Timestamps (ms) of the log lines of one agent that match `re`, at or after `since`.
-function times(agent: Proc, re: RegExp, since: number): number[] {
-  return readFileSync(agent.logFile, "utf8")
-    .split("\n")
-    .filter((l) => re.test(l))
-    .map((l) => Date.parse(l.slice(0, 24)))
-    .filter((t) => t >= since);
+// One agent's connect attempts: [time (ms), attempt number], in order.
+function attempts(agent: Proc): [number, number][] {
+  return [...readFileSync(agent.logFile, "utf8").matchAll(/^(\S+) outpost-agent\[worker\/channel\] channel connecting \(attempt (\d+)\)$/gm)].map((m) => [Date.parse(m[1]), Number(m[2])]);
 }
 
 describe("§Reconnect", () => {
-  it(`${N} agents reconnecting after a server restart come back spread out`, async () => {
+  it(`${N} agents cut off together draw their reconnect delays across the whole back-off window, none beyond its cap`, async () => {
     await server.stop("SIGKILL");
     const down = Date.now();
-    await sleep(3_000); // a few failed attempts each, so their back-off has grown apart
+    // Let the outage run: the server is down, so nothing else can be waited for.
+    await waitFor(async () => Date.now() - down >= OUTAGE_MS, OUTAGE_MS + 1_000, "the outage to last");
+    const restarting = Date.now();
     await server.start(server.port);
-    const up = await waitFor(async () => {
-      const firsts = agents.map((a) => times(a, /channel up/, down)[0]);
-      return firsts.every((t) => t !== undefined) ? firsts : null;
-    }, 60_000, "every agent's channel up again");
-    const attempts = agents.map((a) => times(a, /channel connecting/, down).length);
-    const spread = Math.max(...up) - Math.min(...up);
-    const offsets = up.map((t) => t - Math.min(...up)).sort((a, b) => a - b);
-    console.log(`§Reconnect: ${N} agents back within ${spread} ms of each other (offsets ${offsets.join(", ")} ms; connect attempts during the outage: ${attempts.join(", ")})`);
-    // Not a herd: a server that holds early connections while it boots may let two
-    // land together, so only the whole group's spread is asserted.
-    expect(spread).toBeGreaterThan(100);
-    for (const name of names) await server.waitAgentOnline(name);
+    for (const name of names) await server.waitAgentOnline(name, 90_000);
+
+    // Delays between consecutive attempts made while the server was certainly down,
+    // each as a fraction of the cap it was drawn under.
+    const samples: { delay: number; cap: number; u: number }[] = [];
+    for (const agent of agents) {
+      const during = attempts(agent).filter(([t]) => t >= down && t < restarting);
+      for (let i = 1; i < during.length; i++) {
+        const [[t0, k0], [t1, k1]] = [during[i - 1], during[i]];
+        expect(k1).toBe(k0 + 1); // consecutive failures: the cap keeps climbing
+        const cap = backoffCapMs(k1 - 2, TIMING.reconnectMinMs, TIMING.reconnectMaxMs);
+        samples.push({ delay: t1 - t0, cap, u: (t1 - t0) / cap });
+      }
+    }
+    const us = samples.map((s) => s.u.toFixed(2));
+    console.log(`§Reconnect: ${samples.length} reconnect delays of ${N} agents as fractions of their caps: ${us.join(", ")}`);
+    expect(samples.length).toBeGreaterThanOrEqual(8);
+    for (const s of samples) expect(s.delay, `delay ${s.delay} ms under a ${s.cap} ms cap`).toBeLessThanOrEqual(s.cap + SLACK_MS);
+    // Spread over the window: both halves drawn, and far apart — neither all at the cap
+    // (no jitter), nor all at once (no delay), nor bunched anywhere in between.
+    const u = samples.map((s) => s.u);
+    expect(u.some((x) => x < 0.5)).toBe(true);
+    expect(u.some((x) => x >= 0.5)).toBe(true);
+    expect(Math.max(...u) - Math.min(...u)).toBeGreaterThanOrEqual(0.4);
   });
 });

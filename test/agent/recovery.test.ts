@@ -1,10 +1,11 @@
 // The delivery contract as the agent keeps it, against the real local server:
-// a worker killed mid-step re-attaches; a step that finishes while the server is
+// a worker killed mid-step re-attaches (and the step's timeout still counts from
+// its start); a step that finishes while the server is
 // down reaches it afterwards; a step whose fate is unknowable is reported
 // interrupted (or re-run when declared retry "safe"); logs stream while a step
 // runs and arrive whole in chunks.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { TestServer, waitFor, type Proc } from "../support/local-server.ts";
 import { readPid, isRunning as alive } from "../support/pids.ts";
@@ -47,17 +48,46 @@ async function stepLog(depId: string, stepId: string): Promise<string> {
 }
 
 describe("agent recovery", () => {
-  it("§Steps outlive the worker: a worker killed mid-step is restarted, re-attaches, and the step runs once", async () => {
+  it("§Steps outlive the worker: a worker killed mid-step is restarted, re-attaches to the step still running, watches it to its end, and the step runs once", async () => {
     const runs = marker("runs");
-    const dep = await deploy([{ name: "long", type: "shell", command: `echo run >> ${runs}; echo before; sleep 3; echo after` }]);
+    const go = marker("go");
+    const dep = await deploy([{ name: "long", type: "shell", command: `echo run >> ${runs}; echo before; while [ ! -e ${go} ]; do sleep 0.1; done; echo after` }]);
     const stepId = await waitStepRunning(dep);
+    const stepPid = await waitFor(async () => readPid(join(home, "steps", stepId, "pid")), 10_000, "the step's pid file");
     const worker = readPid(join(home, "worker.pid"))!;
+    const logFrom = readFileSync(agent.logFile, "utf8").length;
     process.kill(worker, "SIGKILL");
+    // The step waits for the go-file, so it is still running when the new worker starts:
+    // that worker must find its process and re-attach to it.
+    await waitFor(async () => readFileSync(agent.logFile, "utf8").slice(logFrom).includes(`re-attached to step ${stepId}, pid ${stepPid}`), 30_000, "the new worker to re-attach");
+    expect(readPid(join(home, "worker.pid"))).not.toBe(worker);
+    expect(alive(stepPid)).toBe(true);
+    expect(existsSync(join(home, "steps", stepId, "status"))).toBe(false);
+    writeFileSync(go, ""); // only now may the step end: the re-attached worker must see it
     const done = await server.waitDeployment(dep, 60_000);
     expect(done.steps[0]).toMatchObject({ status: "succeeded", exitCode: 0 });
-    expect(readPid(join(home, "worker.pid"))).not.toBe(worker);
     expect(readFileSync(runs, "utf8")).toBe("run\n");
     expect(await stepLog(dep, stepId)).toBe("before\nafter\n");
+    expect(readFileSync(agent.logFile, "utf8").slice(logFrom)).not.toContain(`step ${stepId} ended while no worker watched it`);
+  });
+
+  it("§Steps outlive the worker: a re-attached step's timeout counts from its original start, not from the worker's restart", async () => {
+    const T = 16;
+    const dep = await deploy([{ name: "slow", type: "shell", timeoutSeconds: T, command: "echo started; sleep 120" }]);
+    const stepId = await waitStepRunning(dep);
+    const startedAt = Date.parse((await server.api("GET", `/api/v1/deployments/${dep}`)).json.steps[0].startedAt);
+    // Halfway through its time, the worker dies; the monitor starts a new one, which re-attaches.
+    await waitFor(async () => Date.now() >= startedAt + (T * 1000) / 2, T * 1000, "half the step's timeout to pass");
+    const logFrom = readFileSync(agent.logFile, "utf8").length;
+    process.kill(readPid(join(home, "worker.pid"))!, "SIGKILL");
+    await waitFor(async () => readFileSync(agent.logFile, "utf8").slice(logFrom).includes(`re-attached to step ${stepId}`), 30_000, "the new worker to re-attach");
+    const done = await server.waitDeployment(dep, 60_000);
+    expect(done.steps[0]).toMatchObject({ status: "failed", exitCode: null, reason: expect.stringMatching(/^timeout: still running after 16 s/) });
+    // Killed about T after it started (SIGTERM ends it at once). Counting from the
+    // restart instead would end it about T/2 later: the upper bound allows 4 s of slack.
+    const ranMs = Date.parse(done.steps[0].finishedAt) - startedAt;
+    expect(ranMs).toBeGreaterThanOrEqual(T * 1000 - 500);
+    expect(ranMs).toBeLessThan(T * 1000 + 4_000);
   });
 
   it("§Logs: streams a running step's output and uploads large output whole, in chunks", async () => {

@@ -10,7 +10,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import type { AddressInfo, Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { projectRoot, sleep, startProc, type Proc } from "../support/local-server.ts";
+import { projectRoot, startProc, waitFor, type Proc } from "../support/local-server.ts";
 
 const bin = join(projectRoot, "agent/bin/outpost-agent.mjs");
 const work = mkdtempSync(join(tmpdir(), "outpost-url-"));
@@ -91,15 +91,16 @@ describe("server URL policy", () => {
     writeFileSync(join(home, "credential.json"), JSON.stringify({ credential: "c" }), { mode: 0o600 });
     const agent = startProc(process.execPath, [bin, "run", "--home", home], { logFile: join(work, "agent-redirect.log") });
     procs.push(agent);
-    const t0 = Date.now();
-    while (!(redirector.requests.some((q) => q.startsWith("GET /agent/v1/commands")) && redirector.requests.some((q) => q.startsWith("UPGRADE"))) && Date.now() - t0 < 20_000) await sleep(100);
-    await sleep(500);
+    const pullRefused = /WARN pull after=0 failed; retrying in \d+ ms: GET \/agent\/v1\/commands\?after=0&wait=25: the server redirected \(HTTP 307\)/;
+    const channelRefused = /WARN channel error: the server redirected the channel \(HTTP 307\) to http:\/\/127\.0\.0\.1:\d+\/agent\/v1\/channel/;
+    const log = await waitFor(async () => {
+      const text = readFileSync(agent.logFile, "utf8");
+      return pullRefused.test(text) && channelRefused.test(text) ? text : null;
+    }, 20_000, "both redirects in the agent's log");
+    expect(log).toMatch(pullRefused);
     expect(redirector.requests).toContain("UPGRADE /agent/v1/channel");
     expect(redirector.requests.some((q) => q.startsWith("GET /agent/v1/commands"))).toBe(true);
     expect(target.requests).toEqual([]);
-    const log = readFileSync(agent.logFile, "utf8");
-    expect(log).toMatch(/WARN pull after=0 failed; retrying in \d+ ms: GET \/agent\/v1\/commands\?after=0&wait=25: the server redirected \(HTTP 307\)/);
-    expect(log).toMatch(/WARN channel error: the server redirected the channel \(HTTP 307\) to http:\/\/127\.0\.0\.1:\d+\/agent\/v1\/channel/);
     expect(agent.child.exitCode).toBeNull(); // retried, not fatal: the proxy may be fixed
   });
 
