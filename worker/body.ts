@@ -2,35 +2,14 @@
 import type { z } from "zod";
 import { describeZodError } from "../schema/errors.ts";
 import { LIMITS } from "../schema/limits.ts";
+import { readCapped } from "../schema/read-capped.ts";
 import { HttpError } from "./http-errors.ts";
 
-// Reads at most `cap` bytes; a larger body is refused without buffering it all.
+// Reads at most `cap` bytes; a larger body is refused (413) without buffering it all.
 export async function readBytes(request: Request, cap: number, what = "body"): Promise<Uint8Array> {
-  const declared = request.headers.get("content-length");
-  if (declared !== null && Number(declared) > cap) {
-    throw new HttpError(413, `${what} is larger than ${cap} bytes`);
-  }
-  if (!request.body) return new Uint8Array(0);
-  const reader = request.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.byteLength;
-    if (total > cap) {
-      await reader.cancel().catch((e: unknown) => console.error("cancelling an oversized body failed:", e));
-      throw new HttpError(413, `${what} is larger than ${cap} bytes`);
-    }
-    chunks.push(value);
-  }
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.byteLength;
-  }
-  return out;
+  const bytes = await readCapped(request, cap);
+  if (bytes === null) throw new HttpError(413, `${what} is larger than ${cap} bytes`);
+  return bytes;
 }
 
 export async function readJson<S extends z.ZodType>(
