@@ -16,7 +16,15 @@ export type ChaosConfig = {
   submitConcurrency: number;
   replayShare: number; // share of deployments POSTed again with the same Idempotency-Key after success
   offlineAfterMs: number; // OUTPOST_OFFLINE_AFTER_MS given to the server
-  agentLostAfterSeconds: number;
+  agentLostAfterSeconds: number; // of ordinary deployments: never expires in a run
+  bigLogShare: number; // share of steps that print bigLogMinKiB..bigLogMaxKiB (several 256 KiB upload chunks)
+  bigLogMinKiB: number;
+  bigLogMaxKiB: number;
+  logRangeKiB: number; // logs are read back in ranges of this size (not a divisor of the 256 KiB upload chunk)
+  timeoutShare: number; // share of deployments with a step that sleeps past a 1–2 s timeoutSeconds
+  safeShare: number; // share of steps declared retry: "safe" (the others "never")
+  agentLostRuns: number; // agent-lost scenarios: an agent stopped past a deployment's short agentLostAfterSeconds
+  agentLostShortSeconds: number; // that deployment's agentLostAfterSeconds
   seed: number;
 };
 
@@ -36,6 +44,14 @@ export const SMALL: ChaosConfig = {
   replayShare: 0.2,
   offlineAfterMs: 5_000,
   agentLostAfterSeconds: 3600,
+  bigLogShare: 0.12,
+  bigLogMinKiB: 300,
+  bigLogMaxKiB: 700,
+  logRangeKiB: 200,
+  timeoutShare: 0.15,
+  safeShare: 0.3,
+  agentLostRuns: 1,
+  agentLostShortSeconds: 2,
   seed: 0,
 };
 
@@ -52,6 +68,9 @@ export const FULL: ChaosConfig = {
   minPerKind: 3,
   settleSeconds: 180,
   submitConcurrency: 4,
+  bigLogShare: 0.08,
+  timeoutShare: 0.1,
+  agentLostRuns: 2,
 };
 
 const KEYS: Record<string, keyof ChaosConfig> = {
@@ -72,11 +91,20 @@ const KEYS: Record<string, keyof ChaosConfig> = {
   "replay-share": "replayShare",
   "offline-after-ms": "offlineAfterMs",
   "agent-lost-after-seconds": "agentLostAfterSeconds",
+  "big-log-share": "bigLogShare",
+  "big-log-min-kib": "bigLogMinKiB",
+  "big-log-max-kib": "bigLogMaxKiB",
+  "log-range-kib": "logRangeKiB",
+  "timeout-share": "timeoutShare",
+  "safe-share": "safeShare",
+  "agent-lost-runs": "agentLostRuns",
+  "agent-lost-short-seconds": "agentLostShortSeconds",
   seed: "seed",
 };
 
 export const USAGE = `npm run test:chaos [-- --config=small|full] [--agents=N] [--deployments=N] [--steps-min=N] [--steps-max=N]
-  [--duration=S (fault phase)] [--fault-rate=N (per minute)] [--min-per-kind=N] [--settle-seconds=S] [--seed=N] ...
+  [--duration=S (fault phase)] [--fault-rate=N (per minute)] [--min-per-kind=N] [--settle-seconds=S] [--seed=N]
+  [--big-log-share=F] [--timeout-share=F] [--safe-share=F] [--agent-lost-runs=N] [--agent-lost-short-seconds=S] ...
 Environment: CHAOS_CONFIG, CHAOS_AGENTS, CHAOS_DEPLOYMENTS, CHAOS_STEPS_MIN, CHAOS_STEPS_MAX, CHAOS_DURATION,
   CHAOS_FAULT_RATE, CHAOS_MIN_PER_KIND, CHAOS_SETTLE_SECONDS, CHAOS_SEED, … (the same names, upper case, CHAOS_ prefix).`;
 
@@ -105,6 +133,9 @@ export function resolveConfig(argv: string[], env: NodeJS.ProcessEnv = process.e
   }
   if (cfg.stepsMin < 1 || cfg.stepsMax < cfg.stepsMin) throw new Error("steps: need 1 ≤ steps-min ≤ steps-max");
   if (cfg.agents < 1 || cfg.deployments < 1) throw new Error("agents and deployments must be ≥ 1");
+  if (cfg.bigLogMinKiB <= 256 || cfg.bigLogMaxKiB < cfg.bigLogMinKiB || cfg.bigLogMaxKiB > 16 * 1024) throw new Error("big logs: need 256 < big-log-min-kib ≤ big-log-max-kib ≤ 16384 (more than one upload chunk, within the 16 MiB cap)");
+  if (cfg.logRangeKiB < 1 || cfg.logRangeKiB > 1024) throw new Error("log-range-kib: 1..1024");
+  if (cfg.agentLostShortSeconds < 1) throw new Error("agent-lost-short-seconds must be ≥ 1 (the API's minimum)");
   if (!cfg.seed) cfg.seed = Math.floor(Math.random() * 2 ** 31);
   return cfg;
 }

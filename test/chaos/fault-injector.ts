@@ -1,5 +1,6 @@
 // Injects the scheduled faults (schedule.ts) into the running system, counts what was
 // injected and what could not be, and heals everything at the end of the fault phase.
+import { existsSync, readdirSync, watch, type FSWatcher } from "node:fs";
 import { join } from "node:path";
 import { sleep, type TestServer } from "../support/local-server.ts";
 import type { AgentFleet } from "./agent-fleet.ts";
@@ -13,6 +14,7 @@ export type FaultTally = Record<FaultKindName, { injected: number; notInjected: 
 export class FaultInjector {
   readonly tally = Object.fromEntries(FAULT_KINDS.map((k) => [k, { injected: 0, notInjected: 0, reasons: [] as string[] }])) as FaultTally;
   lastFaultAt = 0;
+  readonly stepStartKills: { agent: string; stepId: string; delayMs: number }[] = []; // worker-kill-at-step-start: whose step
   readonly #server: TestServer;
   readonly #proxy: FaultProxy;
   readonly #apiProxy: FaultProxy;
@@ -20,9 +22,13 @@ export class FaultInjector {
   readonly #fleet: AgentFleet;
   readonly #log: (msg: string) => void;
   readonly #anomaly: (what: string) => void;
+  readonly #random: () => number;
   #stopped = false;
   #timers = new Set<NodeJS.Timeout>();
   #serverBusy: Promise<void> | null = null;
+  // Held by a scenario (agent-lost.ts): agent faults go to another agent, server kills wait.
+  readonly #heldAgents = new Set<string>();
+  #serverHolds = 0;
 
   constructor(opts: {
     server: TestServer;
@@ -32,7 +38,9 @@ export class FaultInjector {
     fleet: AgentFleet;
     log: (msg: string) => void;
     anomaly: (what: string) => void;
+    random?: () => number;
   }) {
+    this.#random = opts.random ?? Math.random;
     this.#server = opts.server;
     this.#proxy = opts.proxy;
     this.#apiProxy = opts.apiProxy;
@@ -93,6 +101,39 @@ export class FaultInjector {
     this.#stopped = false; // from here an agent exiting by itself is an anomaly again
   }
 
+  // Agent faults (worker-kill, monitor-kill) leave this agent alone until released: they
+  // hit another agent instead.
+  holdAgent(name: string): void {
+    this.#heldAgents.add(name);
+  }
+
+  releaseAgent(name: string): void {
+    this.#heldAgents.delete(name);
+  }
+
+  // No server kill starts until the returned function is called (one in flight finishes
+  // first): a restart would move agent-lost deadlines back (docs/protocol.md §Agent lost).
+  async holdServer(): Promise<() => void> {
+    this.#serverHolds++;
+    let released = false;
+    const release = () => {
+      if (!released) this.#serverHolds--;
+      released = true;
+    };
+    if (this.#serverBusy) await this.#serverBusy.catch(() => {});
+    return release;
+  }
+
+  // The fault's agent, or the next one not held by a scenario.
+  #agentFor(f: ScheduledFault) {
+    const agents = this.#fleet.agents;
+    for (let i = 0; i < agents.length; i++) {
+      const a = agents[(f.agent + i) % agents.length];
+      if (!this.#heldAgents.has(a.name)) return a;
+    }
+    return null;
+  }
+
   // For cleanup: nothing fires any more; the caller then kills agents, server and proxies.
   stop(): void {
     this.#stopped = true;
@@ -109,7 +150,8 @@ export class FaultInjector {
 
   // Returns true when injected, else why not.
   async #inject(f: ScheduledFault): Promise<true | string> {
-    const agent = this.#fleet.agents[f.agent];
+    const agent = this.#agentFor(f) ?? this.#fleet.agents[f.agent];
+    const held = this.#heldAgents.has(agent.name);
     const proxy = this.#proxy;
     const note = (what: string) => this.#log(`fault ${f.kind}: ${what}`);
     switch (f.kind) {
@@ -153,6 +195,7 @@ export class FaultInjector {
         return true;
       }
       case "worker-kill": {
+        if (held) return `every agent is held by a scenario`;
         if (agent.down) return `agent ${agent.name} is down`;
         const pid = readPid(join(agent.home, "worker.pid"));
         if (!pid || !alive(pid)) return `no live worker for ${agent.name}`;
@@ -160,7 +203,44 @@ export class FaultInjector {
         note(`kill -9 worker ${pid} of ${agent.name}`);
         return true;
       }
+      case "worker-kill-at-step-start": {
+        // the first agent (not held, not down) to start a step: its worker is killed in
+        // the few ms around journaling "started" and spawning the step — before the
+        // commit (the step is started again), between (interrupted, or re-run if safe),
+        // or after the spawn (re-attached)
+        const targets = this.#fleet.agents.filter((a) => !a.down && !this.#heldAgents.has(a.name) && existsSync(join(a.home, "steps")));
+        if (targets.length === 0) return "no agent to watch";
+        const hit = await new Promise<{ agent: (typeof targets)[number]; step: string; delay: number } | null>((resolve) => {
+          const watchers: FSWatcher[] = [];
+          const done = (v: { agent: (typeof targets)[number]; step: string; delay: number } | null) => {
+            for (const w of watchers) w.close();
+            clearTimeout(timer);
+            resolve(v);
+          };
+          const timer = setTimeout(() => done(null), 10_000);
+          for (const a of targets) {
+            const dir = join(a.home, "steps");
+            const known = new Set(readdirSync(dir));
+            watchers.push(
+              watch(dir, (_event, name) => {
+                if (!name || known.has(String(name))) return;
+                known.add(String(name));
+                if (!a.down && !this.#stopped && !this.#heldAgents.has(a.name)) done({ agent: a, step: String(name), delay: Math.floor(this.#random() * 11) });
+              }),
+            );
+          }
+        });
+        if (!hit) return "no step started within 10 s";
+        await sleep(hit.delay);
+        const pid = readPid(join(hit.agent.home, "worker.pid"));
+        if (!pid || !alive(pid)) return `no live worker for ${hit.agent.name}`;
+        process.kill(pid, "SIGKILL");
+        this.stepStartKills.push({ agent: hit.agent.name, stepId: hit.step, delayMs: hit.delay });
+        note(`kill -9 worker ${pid} of ${hit.agent.name} ${hit.delay} ms after step ${hit.step} appeared`);
+        return true;
+      }
       case "monitor-kill": {
+        if (held) return `every agent is held by a scenario`;
         if (agent.down || !agent.proc) return `agent ${agent.name} is already down`;
         const monitor = readPid(join(agent.home, "monitor.pid"));
         const worker = readPid(join(agent.home, "worker.pid"));
@@ -178,6 +258,10 @@ export class FaultInjector {
       }
       case "server-kill": {
         if (this.#serverBusy) await this.#serverBusy;
+        const heldSince = Date.now();
+        while (this.#serverHolds > 0 && !this.#stopped) await sleep(200);
+        if (this.#stopped) return "the fault phase ended while a scenario held the server";
+        if (Date.now() - heldSince > 500) note(`waited ${Date.now() - heldSince} ms for a scenario to release the server`);
         const t0 = Date.now();
         this.#serverBusy = (async () => {
           await this.#server.stop("SIGKILL");

@@ -1,18 +1,22 @@
 // The chaos run: a real server (wrangler dev) with test hooks, agents behind a
 // fault proxy, many deployments submitted (Idempotency-Key, retried), faults
 // injected on a random schedule, then heal, settle, and collect what the checks need.
-// The parts: agent-fleet.ts (agent processes), submissions.ts (deployments),
-// fault-injector.ts (faults and heal), collect.ts (settle and final collection).
+// The parts: agent-fleet.ts (agent processes), plan.ts + submissions.ts (deployments
+// and what must come of each), fault-injector.ts (faults and heal), agent-lost.ts (an
+// agent stopped past a deployment's deadline), observer.ts (results sampled while the
+// run goes on), collect.ts (settle and final collection).
 import { mkdirSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { TestServer } from "../support/local-server.ts";
 import { AgentFleet, type AgentState } from "./agent-fleet.ts";
 import { ApiClient, type Http } from "./api-client.ts";
-import { countD1Deployments, readExecutions, readJournals, readLogs, settle, type D1Deployments, type JournalState } from "./collect.ts";
+import { AgentLostScenarios, type AgentLostRun } from "./agent-lost.ts";
+import { readD1, readExecutions, readJournals, readLogs, settle, type D1Deployments, type JournalState, type LogRead } from "./collect.ts";
 import { rngFrom, type ChaosConfig } from "./config.ts";
 import { FaultInjector, type FaultTally } from "./fault-injector.ts";
 import { FaultProxy } from "./fault-proxy.ts";
+import { ResultObserver, type DeploymentHistory, type StepHistory } from "./observer.ts";
 import { buildSchedule } from "./schedule.ts";
 import { DeploymentSubmitter, type Submission } from "./submissions.ts";
 
@@ -36,11 +40,16 @@ export type RunData = {
   settledAt: number | null; // null: did not settle in time
   settleWaitedMs: number;
   views: Map<string, any>; // deployment id → final view
-  logs: Map<string, string | null>; // step id → log text (null: could not read)
+  logs: Map<string, LogRead>; // step id → its whole log, read by ranges
   channels: Map<string, Http>; // agent name → GET /api/v1/agents/:id answer
   journals: Map<string, JournalState | { error: string }>;
   executions: Map<string, number>; // step id → times it ran (from the count files)
-  d1Deployments: D1Deployments;
+  d1Deployments: D1Deployments; // this run's deployments and steps as D1 holds them at the end
+  stepHistory: Map<string, StepHistory>; // step id → distinct terminal results seen (observer.ts)
+  deploymentHistory: Map<string, DeploymentHistory>;
+  observerReads: number;
+  agentLost: AgentLostRun[];
+  stepStartKills: FaultInjector["stepStartKills"];
   endedAt: number;
 };
 
@@ -59,6 +68,8 @@ export class ChaosRun {
   readonly fleet: AgentFleet;
   readonly injector: FaultInjector;
   readonly submitter: DeploymentSubmitter;
+  readonly observer = new ResultObserver();
+  readonly agentLost: AgentLostScenarios;
   #t0 = Date.now();
   #savedEnv: Record<string, string | undefined> = {};
 
@@ -71,6 +82,10 @@ export class ChaosRun {
     this.injector = new FaultInjector({ server: this.server, proxy: this.proxy, apiProxy: this.apiProxy, api: this.api, fleet: this.fleet, log: this.log, anomaly });
     this.submitter = new DeploymentSubmitter({
       cfg, random: this.random, runId: this.runId, execDir: this.execDir, agents: this.fleet.agents, api: this.api, apiProxy: this.apiProxy,
+      onCreated: (id) => this.observer.watch(id),
+    });
+    this.agentLost = new AgentLostScenarios({
+      cfg, fleet: this.fleet, injector: this.injector, submitter: this.submitter, api: this.api, observer: this.observer, execDir: this.execDir, log: this.log,
     });
   }
 
@@ -89,11 +104,21 @@ export class ChaosRun {
       this.log(`server ${this.server.base}; agent proxy ${this.proxy.url}; API proxy ${this.apiProxy.url}`);
       await this.fleet.start(cfg.agents, this.runId, this.proxy.url);
 
+      this.submitter.makePlans();
+      const plans = this.submitter.plans;
+      this.log(
+        `plans: ${plans.length} deployments, ${plans.reduce((n, p) => n + p.steps.length * p.agents.length, 0)} steps ` +
+          `(${plans.filter((p) => p.expect === "timeout").length} with a step timeout, ${plans.reduce((n, p) => n + p.steps.filter((s) => s.kind === "big").length * p.agents.length, 0)} big logs); ` +
+          `${this.submitter.lostPlans.length} agent-lost scenario(s)`,
+      );
       const startedAt = Date.now();
       const schedule = buildSchedule(cfg, this.random);
       this.log(`fault schedule: ${schedule.length} faults over ${cfg.faultSeconds} s`);
+      this.observer.start(this.api);
       const submitting = this.submitter.submitAll(startedAt);
+      const scenarios = this.agentLost.runAll(startedAt);
       await this.injector.injectAll(schedule, startedAt, cfg.faultSeconds);
+      await scenarios; // they end within the phase; an agent they stopped runs again
       const faultPhaseEndedAt = Date.now();
       this.log("fault phase over: healing");
       await this.injector.heal();
@@ -102,29 +127,62 @@ export class ChaosRun {
       const { agents } = this.fleet;
       const { submissions } = this.submitter;
       this.log(`all ${submissions.length} deployments submitted; settling (at most ${cfg.settleSeconds} s)`);
-      const { settledAt, views, channels } = await settle({ api: this.api, submissions, agents, settleSeconds: cfg.settleSeconds, log: this.log }, healedAt);
+      const settleOpts = { api: this.api, submissions, agents, settleSeconds: cfg.settleSeconds, log: this.log, observer: this.observer };
+      const { settledAt, channels } = await settle(settleOpts, healedAt);
       this.log(settledAt ? `settled ${((settledAt - healedAt) / 1000).toFixed(1)} s after the heal` : "did NOT settle in time");
 
-      const logs = await readLogs(this.api, views);
+      // the final read of every deployment: the end of each result's history through the API
+      const views = await this.#readAllViews(submissions);
+      await this.observer.stop();
+      const logs = await readLogs(this.api, views, cfg.logRangeKiB * 1024);
       await this.fleet.stopAll();
       const journals = await readJournals(agents);
       const executions = readExecutions(this.execDir);
       await this.server.stop();
-      const d1Deployments = await countD1Deployments(this.server.stateDir, this.runId);
+      const d1Deployments = await readD1(this.server.stateDir, this.runId);
+      // …and as D1 holds it
+      if (!("error" in d1Deployments)) {
+        const at = Date.now();
+        for (const [id, s] of d1Deployments.steps) {
+          if (!["pending", "running"].includes(s.status)) this.observer.recordStep(id, s, { status: s.status, exitCode: s.exitCode, reason: s.reason, finishedAt: s.finishedAt, reportedAt: s.reportedAt }, "D1", at);
+        }
+        for (const [id, dep] of d1Deployments.deployments) {
+          if (["succeeded", "failed", "canceled"].includes(dep.status)) this.observer.recordDeployment(id, { status: dep.status, finishedAt: dep.finishedAt }, "D1", at);
+        }
+      }
       return {
         cfg, runId: this.runId, work: this.work, execDir: this.execDir, agents, submissions,
         faults: this.injector.tally, proxyStats: this.proxy.stats, apiProxyStats: this.apiProxy.stats, anomalies: this.anomalies,
         startedAt, faultPhaseEndedAt, lastFaultAt: this.injector.lastFaultAt, healedAt, settledAt, settleWaitedMs: Date.now() - healedAt,
-        views, logs, channels, journals, executions, d1Deployments, endedAt: Date.now(),
+        views, logs, channels, journals, executions, d1Deployments,
+        stepHistory: this.observer.steps, deploymentHistory: this.observer.deployments, observerReads: this.observer.reads, agentLost: this.agentLost.runs,
+        stepStartKills: this.injector.stepStartKills, endedAt: Date.now(),
       };
     } finally {
       await this.cleanup();
     }
   }
 
+  async #readAllViews(submissions: readonly Submission[]): Promise<Map<string, any>> {
+    const ids = [...new Set(submissions.flatMap((s) => [s.id, s.replayed?.id]).filter((id): id is string => !!id))];
+    const views = new Map<string, any>();
+    let i = 0;
+    await Promise.all(Array.from({ length: 8 }, async () => {
+      while (i < ids.length) {
+        const id = ids[i++];
+        const r = await this.api.get(`/api/v1/deployments/${id}`, 30_000).catch(() => null);
+        if (r?.status !== 200) continue;
+        views.set(id, r.json);
+        this.observer.recordView(r.json, "final API");
+      }
+    }));
+    return views;
+  }
+
   // Stops everything this run started: agents, step process groups, server, proxies.
   async cleanup(): Promise<void> {
     this.injector.stop();
+    await this.observer.stop();
     await this.fleet.killAll();
     // Cleanup goes on past a failing step, but says what failed.
     const attempt = (what: string, p: Promise<unknown>) => p.catch((e) => this.log(`cleanup: ${what} failed: ${e instanceof Error ? e.message : e}`));

@@ -30,9 +30,18 @@ export function renderReport(d: RunData, checks: Check[], f: Figures): string {
   rows.push(["POSTs retried / repeated after success", `${d.submissions.filter((s) => s.attempts > 1 + (s.replayed ? 1 : 0)).length} / ${d.submissions.filter((s) => s.replayed).length}`]);
   rows.push(["lost", String(f.lost)]);
   rows.push(["duplicated", String(f.duplicated)]);
+  rows.push(["ran though skipped / interrupted", String(f.ranWhenNotExpected)]);
   rows.push(["stuck", String(f.stuck)]);
   rows.push(["unknown executions", String(f.unknownExecutions)]);
   rows.push(["bad results in D1", String(f.badResults)]);
+  rows.push(["applied twice", String(f.appliedTwice)]);
+  rows.push(["results first seen terminal during the run / compared with D1", `${f.sampledDuringRun} / ${f.comparedWithD1}`]);
+  rows.push(["multi-chunk logs checked (of expected)", `${f.multiChunkLogs} (of ${f.multiChunkPlanned})`]);
+  rows.push(["log bytes checked / ranges read / bad logs", `${f.logBytesChecked} / ${f.logRangesRead} / ${f.badLogs}`]);
+  rows.push(["timeouts (planned / as planned)", `${f.timeoutsPlanned} / ${f.timeoutsAsPlanned}`]);
+  rows.push(["skipped after a failed step", String(f.skippedAfterFailure)]);
+  rows.push(["agent-lost expired (of runs) / late results (of planned)", `${f.agentLostExpired} (of ${f.agentLostRuns}) / ${f.lateResults} (of ${f.lateResultsPlanned})`]);
+  rows.push(["interrupted before spawn (not run) / bad interrupted", `${f.interruptedNotRun} / ${f.badInterrupted}`]);
   rows.push(["last fault injected / all healed", `+${((d.lastFaultAt - d.startedAt) / 1000).toFixed(1)} s / +${((d.healedAt - d.startedAt) / 1000).toFixed(1)} s`]);
   rows.push(["time to settle after the last fault (from heal)", f.settleSeconds === null ? `not settled in ${d.cfg.settleSeconds} s` : `${f.settleSeconds.toFixed(1)} s`]);
   rows.push(["total duration", `${f.totalSeconds.toFixed(1)} s`]);

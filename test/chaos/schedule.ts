@@ -11,6 +11,7 @@ export const FAULT_KINDS = [
   "proxy-ws-block", // WebSocket upgrades reset for a while: long-poll fallback
   "api-cut", // the management API client's connections reset (retried POSTs with Idempotency-Key)
   "worker-kill", // kill -9 of an agent's worker (its monitor restarts it)
+  "worker-kill-at-step-start", // kill -9 of a worker 0–10 ms after a step's directory appears: around "journal says started" and the spawn
   "monitor-kill", // kill -9 of an agent's monitor and worker, `outpost-agent run` again after a pause
   "server-kill", // kill -9 of the server's process group, restarted on the same port and state
   "do-evict", // the agent's Durable Object evicted (test hook)
@@ -28,9 +29,11 @@ export type ScheduledFault = {
 const between = (r: () => number, lo: number, hi: number) => lo + r() * (hi - lo);
 
 export function buildSchedule(cfg: ChaosConfig, random: () => number): ScheduledFault[] {
-  const total = Math.max(cfg.minPerKind * FAULT_KINDS.length, Math.round((cfg.faultsPerMinute * cfg.faultSeconds) / 60));
+  // a kill at a step's start lands in its narrow window only sometimes: twice as many
+  const min = (k: FaultKindName) => (k === "worker-kill-at-step-start" ? 2 : 1) * cfg.minPerKind;
   const kinds: FaultKindName[] = [];
-  for (const k of FAULT_KINDS) for (let i = 0; i < cfg.minPerKind; i++) kinds.push(k);
+  for (const k of FAULT_KINDS) for (let i = 0; i < min(k); i++) kinds.push(k);
+  const total = Math.max(kinds.length, Math.round((cfg.faultsPerMinute * cfg.faultSeconds) / 60));
   while (kinds.length < total) kinds.push(FAULT_KINDS[Math.floor(random() * FAULT_KINDS.length)]);
   // shuffle, then random sorted times: kinds land anywhere in the phase
   for (let i = kinds.length - 1; i > 0; i--) {
