@@ -78,6 +78,8 @@ describe("shell step", () => {
     expect(alive(grandchild)).toBe(false);
     expect(groupExists(proc.pid)).toBe(false);
     expect(readFileSync(proc.paths.log, "utf8")).toBe("started\n");
+    // The verdict was written down before the kill: a worker dying now would still know.
+    expect(existsSync(proc.paths.timedOut)).toBe(true);
   });
 
   it("SIGKILLs a group that ignores SIGTERM after the grace period", async () => {

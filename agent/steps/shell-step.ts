@@ -31,7 +31,10 @@ export const WRAPPER = [
 export const KILL_GRACE_MS = 5_000;
 const POLL_MS = 200;
 
-export type StepPaths = { dir: string; script: string; log: string; status: string; pidFile: string };
+// timedOut: written before a timed-out step's process group is killed, so a worker
+// that dies during the kill still leaves the verdict behind (the killed wrapper writes
+// no status).
+export type StepPaths = { dir: string; script: string; log: string; status: string; pidFile: string; timedOut: string };
 
 // Step ids come from the server: use them as directory names only when plainly safe.
 export function stepDirName(stepId: string): string {
@@ -41,7 +44,7 @@ export function stepDirName(stepId: string): string {
 
 export function stepPaths(stepsDir: string, stepId: string): StepPaths {
   const dir = join(stepsDir, stepDirName(stepId));
-  return { dir, script: join(dir, "command.sh"), log: join(dir, "output.log"), status: join(dir, "status"), pidFile: join(dir, "pid") };
+  return { dir, script: join(dir, "command.sh"), log: join(dir, "output.log"), status: join(dir, "status"), pidFile: join(dir, "pid"), timedOut: join(dir, "timed-out") };
 }
 
 // How a step process ended: its exit code from the status file, or null when
@@ -69,8 +72,17 @@ export function readStatus(paths: StepPaths): number | null {
 // When the step ended: the status file's mtime (status.tmp was written then; the
 // rename keeps it). Null without a status file.
 export function statusTime(paths: StepPaths): number | null {
+  return mtime(paths.status);
+}
+
+// When the step was given up on as timed out (its marker's mtime); null if it was not.
+export function timedOutAt(paths: StepPaths): number | null {
+  return mtime(paths.timedOut);
+}
+
+function mtime(path: string): number | null {
   try {
-    return Math.floor(statSync(paths.status).mtimeMs);
+    return Math.floor(statSync(path).mtimeMs);
   } catch {
     return null;
   }
@@ -96,7 +108,7 @@ export function logSize(paths: StepPaths): number {
 // Writes command.sh and clears what an earlier attempt left (status, pid); the log is appended to.
 export function prepareStepDir(paths: StepPaths, command: string): void {
   mkdirSync(paths.dir, { recursive: true, mode: DIR_MODE });
-  for (const f of [paths.status, `${paths.status}.tmp`, paths.pidFile]) rmSync(f, { force: true });
+  for (const f of [paths.status, `${paths.status}.tmp`, paths.pidFile, paths.timedOut]) rmSync(f, { force: true });
   writeFileSync(paths.script, command.endsWith("\n") ? command : command + "\n", { mode: FILE_MODE }); // run by /bin/sh: no x bit needed
   writeFileSync(paths.log, "", { flag: "a", mode: FILE_MODE });
 }
@@ -221,7 +233,12 @@ export async function waitForStep(proc: StepProcess, deadline: number | null, ti
   const first = await Promise.race([proc.ended, timedOut]);
   clearTimeout(timer);
   if (first !== "timeout") return outcomeFromEnd(first);
+  writeFileSync(proc.paths.timedOut, `${timeoutSeconds}\n`, { mode: FILE_MODE });
   await killProcessGroup(proc.pid);
   await proc.ended;
+  return timeoutOutcome(timeoutSeconds);
+}
+
+export function timeoutOutcome(timeoutSeconds: number | null): StepOutcome {
   return { status: "failed", exitCode: null, reason: `timeout: still running after ${timeoutSeconds} s, process group killed` };
 }

@@ -19,6 +19,8 @@ import {
   readStepPid,
   reattachShellStep,
   statusTime,
+  timedOutAt,
+  timeoutOutcome,
   startShellStep,
   stepPaths,
   waitForStep,
@@ -104,8 +106,16 @@ export class DeploymentRunner {
     // (the worker may have died between spawning the step and recording its pid).
     const pid = row.pid ?? readStepPid(paths) ?? findStepProcesses(spec.stepId).find((p) => p.pid === p.pgid)?.pid ?? null;
     const alive = status === null && pid !== null && isStepAlive(pid, spec.stepId);
-    const decision = recoverRunningStep({ statusFileExists: status !== null, processAlive: alive, retry: spec.retry });
+    const timedOut = timedOutAt(paths);
+    const decision = recoverRunningStep({ statusFileExists: status !== null, processAlive: alive, timedOut: timedOut !== null, retry: spec.retry });
     switch (decision) {
+      case "finish-timed-out":
+        // An earlier worker gave it up as timed out and died while killing it.
+        this.#killLeftovers(spec.stepId);
+        log.warn(`step ${spec.stepId} had timed out when the previous worker stopped; recorded as a timeout`);
+        this.#deps.onStepStarted(spec.stepId);
+        await this.#finish(command, spec, timeoutOutcome(spec.timeoutSeconds), timedOut ?? Date.now());
+        return;
       case "finish-from-status":
         log.info(`step ${spec.stepId} ended while no worker watched it (exit ${status})`);
         this.#deps.onStepStarted(spec.stepId);

@@ -42,11 +42,20 @@ describe("scheduling", () => {
   });
 
   it("recovers a running step: status file, live process, safe re-run, or interrupted", () => {
-    expect(recoverRunningStep({ statusFileExists: true, processAlive: false, retry: "never" })).toBe("finish-from-status");
-    expect(recoverRunningStep({ statusFileExists: true, processAlive: true, retry: "safe" })).toBe("finish-from-status");
-    expect(recoverRunningStep({ statusFileExists: false, processAlive: true, retry: "never" })).toBe("reattach");
-    expect(recoverRunningStep({ statusFileExists: false, processAlive: false, retry: "safe" })).toBe("rerun");
-    expect(recoverRunningStep({ statusFileExists: false, processAlive: false, retry: "never" })).toBe("interrupt");
+    const r = (statusFileExists: boolean, processAlive: boolean, retry: "never" | "safe", timedOut = false) =>
+      recoverRunningStep({ statusFileExists, processAlive, timedOut, retry });
+    expect(r(true, false, "never")).toBe("finish-from-status");
+    expect(r(true, true, "safe")).toBe("finish-from-status");
+    expect(r(false, true, "never")).toBe("reattach");
+    expect(r(false, false, "safe")).toBe("rerun");
+    expect(r(false, false, "never")).toBe("interrupt");
+    // Given up as timed out by a worker that died while killing it: a timeout, whatever
+    // the killed wrapper left (no status, or one); never re-run, never "interrupted".
+    expect(r(false, false, "safe", true)).toBe("finish-timed-out");
+    expect(r(false, false, "never", true)).toBe("finish-timed-out");
+    expect(r(true, false, "never", true)).toBe("finish-timed-out");
+    // Still alive: re-attach, and its passed deadline kills it at once.
+    expect(r(false, true, "safe", true)).toBe("reattach");
   });
 
   it("counts a timeout from the step's start", () => {

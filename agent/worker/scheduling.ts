@@ -34,12 +34,15 @@ export function nextStep<S extends StepLike>(steps: S[]): NextStep<S> {
   return { kind: "end", skip: [], reason: "", failed: false };
 }
 
-export type Recovery = "finish-from-status" | "reattach" | "rerun" | "interrupt";
+export type Recovery = "finish-from-status" | "finish-timed-out" | "reattach" | "rerun" | "interrupt";
 
-// A step the journal says is running, found by a (re)started worker.
-export function recoverRunningStep(r: { statusFileExists: boolean; processAlive: boolean; retry: RetryPolicy }): Recovery {
+// A step the journal says is running, found by a (re)started worker. `timedOut`: an
+// earlier worker gave it up as timed out and began killing it (then died): it failed
+// by timeout, whatever its killed process left behind — never re-run nor "interrupted".
+export function recoverRunningStep(r: { statusFileExists: boolean; processAlive: boolean; timedOut: boolean; retry: RetryPolicy }): Recovery {
+  if (r.timedOut && !r.processAlive) return "finish-timed-out";
   if (r.statusFileExists) return "finish-from-status";
-  if (r.processAlive) return "reattach";
+  if (r.processAlive) return "reattach"; // a timed-out one is killed at once: its deadline has passed
   return r.retry === "safe" ? "rerun" : "interrupt";
 }
 

@@ -162,6 +162,22 @@ describe("agent recovery", () => {
     expect(readFileSync(safeRuns, "utf8")).toBe("run\nrun\n");
   });
 
+  it("§Steps outlive the worker: a worker killed while killing a timed-out step leaves the timeout behind: the next one records it, never re-runs it", async () => {
+    const runs = marker("runs");
+    // On SIGTERM the step lingers 3 s before it exits: the worker is killed in that window.
+    const dep = await deploy([{ name: "slow-to-die", type: "shell", retry: "safe", timeoutSeconds: 2, command: `echo run >> ${runs}; trap 'sleep 3; exit 1' TERM; sleep 60 & wait` }]);
+    const stepId = await waitStepRunning(dep);
+    const verdict = join(home, "steps", stepId, "timed-out");
+    await waitFor(async () => existsSync(verdict), 15_000, "the timeout to be decided");
+    const worker = readPid(join(home, "worker.pid"))!;
+    process.kill(worker, "SIGKILL");
+    const done = await server.waitDeployment(dep, 60_000);
+    expect(done.status).toBe("failed");
+    expect(done.steps[0]).toMatchObject({ status: "failed", exitCode: null });
+    expect(done.steps[0].reason).toMatch(/^timeout: still running after 2 s/);
+    expect(readFileSync(runs, "utf8")).toBe("run\n"); // not re-run, though retry: "safe"
+  });
+
   it("§Steps outlive the worker: a step that ended while the whole agent was stopped is finished from its status file", async () => {
     const dep = await deploy([{ name: "detached", type: "shell", command: "sleep 1; echo survived; exit 4" }]);
     const stepId = await waitStepRunning(dep);
