@@ -12,6 +12,12 @@ export function d1(env: { DB: D1Database }): Db {
 
 const dialect = new SQLiteAsyncDialect();
 
+// A fixed list of the vocabulary (schema/steps.ts) as SQL text: `('pending', 'running')`.
+// Only for constants of the code, never for input.
+export function sqlList(values: readonly string[]): string {
+  return `(${values.map((v) => `'${v.replace(/'/g, "''")}'`).join(", ")})`;
+}
+
 // drizzle 0.45's db.batch cannot carry raw `sql` statements that have parameters
 // (db.run(sql) has no prepared statement to bind), so raw statements meant for a
 // batch are rendered by drizzle's dialect and batched with D1's own API.

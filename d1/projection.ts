@@ -4,8 +4,8 @@
 // harmless. Also the agent's presence row. docs/protocol.md §Projection.
 import { sql, type SQL } from "drizzle-orm";
 import type { Report } from "../schema/agent-api.ts";
-import { lateResultReason, SERVER_REASONS } from "../schema/steps.ts";
-import { prepared } from "./db.ts";
+import { ACTIVE_STEP_STATUSES, DEPLOYMENT_STATUSES, FINAL_DEPLOYMENT_STATUSES, lateResultReason, SERVER_REASONS } from "../schema/steps.ts";
+import { prepared, sqlList } from "./db.ts";
 
 // What the projection writes to D1: an applied report, or a decision the server took
 // about this agent's steps (docs/protocol.md §Agent lost, §Revoke). A report carries
@@ -19,7 +19,8 @@ export type ProjectionJob =
 const AGENT_LOST_REASON = SERVER_REASONS.agentLost;
 const REVOKED_REASON = SERVER_REASONS.revoked;
 
-const ACTIVE = sql.raw(`('pending', 'running')`);
+const ACTIVE = sql.raw(sqlList(ACTIVE_STEP_STATUSES));
+const OPEN_DEPLOYMENT = sql.raw(sqlList(DEPLOYMENT_STATUSES.filter((s) => !(FINAL_DEPLOYMENT_STATUSES as readonly string[]).includes(s))));
 
 // docs/protocol.md §Revoke: once D1 says the agent is revoked, nothing it sent changes a
 // step, whatever order the revoke and a late report took.
@@ -67,7 +68,7 @@ function deploymentStatements(deploymentIds: SQL, now: number): SQL[] {
                              THEN 'failed' ELSE 'succeeded' END,
                finished_at = COALESCE((SELECT MAX(s.finished_at) FROM deployment_steps s WHERE s.deployment_id = deployments.id), ${now}),
                updated_at = ${now}
-         WHERE id IN ${deploymentIds} AND status IN ('queued', 'running')
+         WHERE id IN ${deploymentIds} AND status IN ${OPEN_DEPLOYMENT}
            AND EXISTS (SELECT 1 FROM deployment_steps s WHERE s.deployment_id = deployments.id)
            AND NOT EXISTS (SELECT 1 FROM deployment_steps s
                             WHERE s.deployment_id = deployments.id AND s.status IN ${ACTIVE})`,

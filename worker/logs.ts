@@ -4,7 +4,8 @@
 // revoked agent or a step that has ended takes no more bytes (docs/protocol.md §Logs).
 import { AGENT_REVOKED, REVOKED_ERROR } from "../schema/agent-api.ts";
 import { LIMITS } from "../schema/limits.ts";
-import { SERVER_REASONS } from "../schema/steps.ts";
+import { ACTIVE_STEP_STATUSES, SERVER_REASONS } from "../schema/steps.ts";
+import { sqlList } from "../d1/db.ts";
 import type { Env } from "./env.ts";
 import { HttpError } from "./http-errors.ts";
 import { planLogAppend } from "./log-plan.ts";
@@ -13,7 +14,7 @@ const MAX_ATTEMPTS = 5;
 
 // A step takes log bytes while its result is awaited: active, or failed as agent-lost
 // (whose real result, and output, may still come).
-const OPEN_STEP = `(s.status IN ('pending', 'running') OR (s.status = 'failed' AND s.reason = '${SERVER_REASONS.agentLost}'))`;
+const OPEN_STEP = `(s.status IN ${sqlList(ACTIVE_STEP_STATUSES)} OR (s.status = 'failed' AND s.reason = '${SERVER_REASONS.agentLost}'))`;
 
 type StepLogState = { agentId: string; logLength: number; open: boolean; revoked: boolean };
 
