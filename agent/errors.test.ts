@@ -52,6 +52,9 @@ describe("shouldRetry: retry with back-off, or not", () => {
 
   it("does not retry with back-off what the server refused, the revoked 401, or what is not an HTTP failure", () => {
     for (const status of [400, 403, 404, 409, 410, 413, 422]) expect(shouldRetry(http(status)), String(status)).toBe(false);
+    // Only the agent's own typed errors are judged by status: anything else is not retried.
+    expect(shouldRetry({ status: 503 })).toBe(false);
+    expect(shouldRetry(new Error("HTTP 503"))).toBe(false);
     // the server's explicit revoked answer is a plain HttpStatusError 401 (the worker stops on it)
     expect(shouldRetry(new HttpStatusError("GET", "/x", 401, { error: "revoked", code: "agent-revoked" }))).toBe(false);
     expect(shouldRetry(new JournalError("journal storeCommands failed"))).toBe(false);

@@ -56,9 +56,6 @@ export class HttpStatusError extends AgentError {
     this.serverError = serverError;
     this.body = body;
   }
-  get isClientError(): boolean {
-    return this.status >= 400 && this.status < 500;
-  }
 }
 
 // An authenticated request answered 401 WITHOUT the revoked code: a proxy's own

@@ -38,6 +38,34 @@ describe("command intake", () => {
     expect(r.problem).toMatch(/seq/);
   });
 
+  it("reads of a command it rejects only what can name a step or command (1–200 chars), never more than 400 chars of reason", () => {
+    const long = "x".repeat(201);
+    const bad = { seq: 5, id: long, deploymentId: "", type: "powershell", steps: [{ stepId: "ok-1" }, { stepId: "" }, { stepId: long }, { stepId: 7 }, null, { stepId: "y".repeat(200) }] };
+    const [item] = classifyCommands([bad], 4, 4).items;
+    expect(item).toMatchObject({ kind: "rejected", seq: 5, id: "unreadable-seq-5", deploymentId: null, stepIds: ["ok-1", "y".repeat(200)] });
+    const noSteps = classifyCommands([{ seq: 6, id: "c6", deploymentId: "d6", steps: "none" }], 5, 5).items[0];
+    expect(noSteps).toMatchObject({ kind: "rejected", id: "c6", deploymentId: "d6", stepIds: [] });
+    const wordy = { ...deploy(7), steps: Array.from({ length: 60 }, (_, i) => ({ stepId: `s${i}`, position: "first" })) };
+    const rejected = classifyCommands([wordy], 6, 6).items[0];
+    expect(rejected.kind === "rejected" && rejected.reason.length).toBeLessThanOrEqual(400);
+  });
+
+  it("stops at a seq that is not a positive integer, saying why", () => {
+    for (const [raw, why] of [
+      [null, "not an object"],
+      ["seq 3", "not an object"],
+      [{ id: "c" }, "no seq"],
+      [{ seq: 0 }, "seq not a positive integer"],
+      [{ seq: -2 }, "seq not a positive integer"],
+      [{ seq: 2.5 }, "seq not a positive integer"],
+      [{ seq: "3" }, "seq is a string"],
+    ] as const) {
+      const r = classifyCommands([raw], 1, 1);
+      expect(r.items, JSON.stringify(raw)).toEqual([]);
+      expect(r.problem, JSON.stringify(raw)).toContain(why);
+    }
+  });
+
   it("ends as lost every command at or below the server's acked that the journal lacks — valid or not — and runs the rest", () => {
     // The journal was restored from a copy holding seq ≤ 1; the server had seen up to 3 acknowledged.
     const bad = { ...deploy(3), steps: [{ stepId: "x3" }] };

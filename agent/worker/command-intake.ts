@@ -16,6 +16,7 @@ import type { IncomingCommand } from "./journal.ts";
 
 export type Intake = { items: IncomingCommand[]; problem: string | null };
 
+const isSeq = (v: unknown): v is number => Number.isInteger(v) && (v as number) >= 1;
 const str = (v: unknown): string | null => (typeof v === "string" && v.length > 0 && v.length <= 200 ? v : null);
 
 // `lastSeq`: the journal's highest stored seq (every seq ≤ it is in the journal).
@@ -26,7 +27,7 @@ export function classifyCommands(raw: unknown[], lastSeq: number, acked: number)
   for (const r of raw) {
     const parsed = command.safeParse(r);
     const seq = parsed.success ? parsed.data.seq : (r as { seq?: unknown })?.seq;
-    if (typeof seq !== "number" || !Number.isInteger(seq) || seq < 1) {
+    if (!isSeq(seq)) {
       const what =
         r === null || typeof r !== "object" ? `not an object` : seq === undefined ? "no seq" : typeof seq === "number" ? "seq not a positive integer" : `seq is a ${typeof seq}`;
       return { items, problem: `a command without a readable seq after seq ${expected} (${what})` };

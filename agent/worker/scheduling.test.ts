@@ -17,6 +17,8 @@ describe("scheduling", () => {
     const s = steps("pending", "pending");
     expect(nextStep([s[1], s[0]])).toEqual({ kind: "start", step: s[0] });
     expect(nextStep(steps("succeeded", "pending"))).toMatchObject({ kind: "start", step: { stepId: "s1" } });
+    // A skipped step is passed over like a succeeded one, never started.
+    expect(nextStep(steps("skipped", "pending"))).toMatchObject({ kind: "start", step: { stepId: "s1" } });
   });
 
   it("resumes a step the journal says is running", () => {
