@@ -17,6 +17,12 @@ export type ProjectionJob =
   | { kind: "revoked"; at: number };
 
 const AGENT_LOST_REASON = SERVER_REASONS.agentLost;
+
+// A step whose result is still awaited: active, or failed as agent-lost (its real
+// result, and its output, may still come). `alias` prefixes the columns ("s.").
+export function awaitingResultSql(alias = ""): string {
+  return `(${alias}status IN ${sqlList(ACTIVE_STEP_STATUSES)} OR (${alias}status = 'failed' AND ${alias}reason = '${AGENT_LOST_REASON}'))`;
+}
 const REVOKED_REASON = SERVER_REASONS.revoked;
 
 const ACTIVE = sql.raw(sqlList(ACTIVE_STEP_STATUSES));
@@ -49,7 +55,7 @@ function reportStatements(agentId: string, r: Report, at: number, receivedAt: nu
               reported_at = ${receivedAt},
               reason = CASE WHEN status IN ${ACTIVE} THEN ${r.reason} ELSE ${lateResultReason(r.reason)} END
         WHERE ${where}
-          AND (status IN ${ACTIVE} OR (status = 'failed' AND reason = ${AGENT_LOST_REASON}))`,
+          AND ${sql.raw(awaitingResultSql())}`,
   ];
 }
 

@@ -145,8 +145,8 @@ export function openLedger(storage: DurableObjectStorage) {
         const rows = db.select({ id: appliedReports.id }).from(appliedReports).where(inArray(appliedReports.id, ids.slice(i, i + CHUNK))).all();
         for (const r of rows) found.add(r.id);
       }
-      const settled = settledSteps(ids.flatMap((id) => reportIdOf(id)?.stepId ?? []));
-      return ids.filter((id) => found.has(id) || settled.has(reportIdOf(id)?.stepId ?? ""));
+      const settled = settledSteps(ids.flatMap((id) => stepOfReportId(id) ?? []));
+      return ids.filter((id) => found.has(id) || settled.has(stepOfReportId(id) ?? ""));
     },
 
     openCommands: (): number => db.select({ n: count() }).from(commands).where(isNull(commands.finishedAt)).get()?.n ?? 0,
@@ -207,8 +207,6 @@ export function openLedger(storage: DurableObjectStorage) {
       });
     },
 
-    appliedCount: (): number => db.select({ n: count() }).from(appliedReports).get()?.n ?? 0,
-
     outbox(limit = 100): OutboxRow[] {
       return db
         .select()
@@ -244,10 +242,9 @@ export function openLedger(storage: DurableObjectStorage) {
   };
 }
 
-// A report id names its step and kind (schema/agent-api.ts reportIds); null otherwise.
-function reportIdOf(id: string): { stepId: string; kind: "started" | "finished" } | null {
-  const m = /^(.+):(started|finished)$/.exec(id);
-  return m ? { stepId: m[1], kind: m[2] as "started" | "finished" } : null;
+// The step a report id names (schema/agent-api.ts reportIds); null for any other text.
+function stepOfReportId(id: string): string | null {
+  return /^(.+):(started|finished)$/.exec(id)?.[1] ?? null;
 }
 
 // Rows written before reports carried their placed time hold the bare report: its own

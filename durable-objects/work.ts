@@ -25,10 +25,11 @@ export function openWork(storage: DurableObjectStorage) {
   const setMeta = (key: string, value: string) =>
     db.insert(channelMeta).values({ key, value }).onConflictDoUpdate({ target: channelMeta.key, set: { value } }).run();
 
-  const offlineSince = (): number | null => {
-    const v = getMeta(META_OFFLINE_SINCE);
+  const numberMeta = (key: string): number | null => {
+    const v = getMeta(key);
     return v === null ? null : Number(v);
   };
+  const offlineSince = (): number | null => numberMeta(META_OFFLINE_SINCE);
 
   // One due row per open command not yet given up on; an existing row keeps its time.
   const scheduleAgentLost = (seq: number, createdAt: number, seconds: number, since: number | null) =>
@@ -37,11 +38,6 @@ export function openWork(storage: DurableObjectStorage) {
       .values({ key: `agent-lost:${seq}`, kind: "agent-lost", commandSeq: seq, dueAt: agentLostDeadline(since, createdAt, seconds) })
       .onConflictDoNothing()
       .run();
-
-  const numberMeta = (key: string): number | null => {
-    const v = getMeta(key);
-    return v === null ? null : Number(v);
-  };
 
   return {
     // docs/protocol.md §Presence: an agent's hello costs D1 work only when it changes
@@ -77,10 +73,7 @@ export function openWork(storage: DurableObjectStorage) {
       });
     },
 
-    revokedAt: (): number | null => {
-      const v = getMeta(META_REVOKED_AT);
-      return v === null ? null : Number(v);
-    },
+    revokedAt: (): number | null => numberMeta(META_REVOKED_AT),
 
     presence: () => ({ online: getMeta(META_PRESENCE) === "online", offlineSince: offlineSince() }),
 

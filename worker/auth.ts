@@ -12,7 +12,7 @@ import { HttpError } from "./http-errors.ts";
 export type Role = "admin" | "viewer";
 
 // A 401 that counts against the caller's address (worker/auth-failures.ts).
-async function refuse(request: Request, env: Env, message: string, extra: Record<string, unknown> = {}): Promise<never> {
+export async function refuse(request: Request, env: Env, message: string, extra: Record<string, unknown> = {}): Promise<never> {
   await countAuthFailure(request, env);
   throw new HttpError(401, message, extra);
 }

@@ -4,17 +4,15 @@
 // revoked agent or a step that has ended takes no more bytes (docs/protocol.md §Logs).
 import { AGENT_REVOKED, REVOKED_ERROR } from "../schema/agent-api.ts";
 import { LIMITS } from "../schema/limits.ts";
-import { ACTIVE_STEP_STATUSES, SERVER_REASONS } from "../schema/steps.ts";
-import { sqlList } from "../d1/db.ts";
+import { awaitingResultSql } from "../d1/projection.ts";
 import type { Env } from "./env.ts";
 import { HttpError } from "./http-errors.ts";
 import { planLogAppend } from "./log-plan.ts";
 
 const MAX_ATTEMPTS = 5;
 
-// A step takes log bytes while its result is awaited: active, or failed as agent-lost
-// (whose real result, and output, may still come).
-const OPEN_STEP = `(s.status IN ${sqlList(ACTIVE_STEP_STATUSES)} OR (s.status = 'failed' AND s.reason = '${SERVER_REASONS.agentLost}'))`;
+// A step takes log bytes while its result is awaited.
+const OPEN_STEP = awaitingResultSql("s.");
 
 type StepLogState = { agentId: string; logLength: number; open: boolean; revoked: boolean };
 

@@ -4,8 +4,7 @@ import { and, eq, gt, isNull, sql } from "drizzle-orm";
 import { registerRequest, type RegisterResponse } from "../../schema/agent-api.ts";
 import { createRegistrationTokenBody } from "../../schema/api.ts";
 import { registrationTokens } from "../../schema/d1.ts";
-import { countAuthFailure } from "../auth-failures.ts";
-import { requireApiRole } from "../auth.ts";
+import { refuse, requireApiRole } from "../auth.ts";
 import { readJson } from "../body.ts";
 import { randomToken, sha256Hex } from "../crypto.ts";
 import { isUniqueViolation } from "../../d1/unique-violation.ts";
@@ -47,20 +46,14 @@ export async function registerAgent(request: Request, env: Env): Promise<Respons
                  SELECT ${agentId}, ${body.name}, ${credentialHash}, 'offline', ${body.version}, ${body.hostname ?? null}, ${now}
                   WHERE EXISTS (SELECT 1 FROM registration_tokens WHERE token_hash = ${tokenHash} AND used_by_agent_id = ${agentId})`),
     ]);
-    if (inserted.meta.changes !== 1) return badToken(request, env);
+    if (inserted.meta.changes !== 1) return refuse(request, env, BAD_TOKEN);
   } catch (e) {
     if (!isUniqueViolation(e, "agents.name")) throw e;
     // The batch rolled back. Only a holder of a usable token learns that the name exists.
-    if (!(await tokenUsable(env, tokenHash, now))) return badToken(request, env);
+    if (!(await tokenUsable(env, tokenHash, now))) return refuse(request, env, BAD_TOKEN);
     throw new HttpError(409, `an agent named '${body.name}' already exists`);
   }
   return json({ agentId, credential } satisfies RegisterResponse, 201);
-}
-
-// An anonymous caller with a bad token: counted against its address (auth-failures.ts).
-async function badToken(request: Request, env: Env): Promise<never> {
-  await countAuthFailure(request, env);
-  throw new HttpError(401, BAD_TOKEN);
 }
 
 async function tokenUsable(env: Env, tokenHash: string, now: number): Promise<boolean> {
