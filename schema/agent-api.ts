@@ -1,7 +1,8 @@
 // Agent API (/agent/v1) and WebSocket messages: the one definition both the
 // Worker and the agent import. docs/agent-api.md describes the protocol.
 import { z } from "zod";
-import { agentName } from "./api.ts";
+import { agentName, properties } from "./api.ts";
+import { inputValue, pluginId, pluginInput, semver } from "./plugin.ts";
 import { LIMITS } from "./limits.ts";
 import { finalStepStatus, retryPolicy, STEP_REASON_MAX } from "./steps.ts";
 
@@ -20,16 +21,41 @@ export type RegisterResponse = z.infer<typeof registerResponse>;
 
 // ---- commands: server → agent, pulled over HTTPS ----
 
-export const stepToRun = z.object({
+// Fields of every step. `secrets`: the names of the secrets the step's expressions
+// use; the agent fetches their values for this step only, when it starts it
+// (POST /agent/v1/steps/:stepId/secrets), and never stores them.
+const stepFields = {
   stepId: id,
   position: z.int().min(0),
   name: z.string(),
-  type: z.literal("shell"),
-  command: z.string(),
   timeoutSeconds: z.int().min(1).nullable(),
   retry: retryPolicy,
+  secrets: z.array(z.string().max(64)).max(100).optional(),
+};
+export const shellStepToRun = z.object({ ...stepFields, type: z.literal("shell"), command: z.string() });
+// A plug-in step carries what the agent needs from the manifest, pinned at creation:
+// the package to fetch (its sha256 is checked), the argv, the declared inputs and outputs.
+export const pluginStepToRun = z.object({
+  ...stepFields,
+  type: z.literal("plugin"),
+  plugin: z.object({ id: pluginId, version: semver, sha256: z.string().regex(/^[0-9a-f]{64}$/) }),
+  step: z.string(),
+  run: z.array(z.string()).min(1),
+  inputs: z.record(z.string(), inputValue), // as written: expressions not yet resolved
+  inputDefs: z.array(pluginInput),
+  outputs: z.array(z.string()),
 });
+export const stepToRun = z.discriminatedUnion("type", [shellStepToRun, pluginStepToRun]);
 export type StepToRun = z.infer<typeof stepToRun>;
+export type PluginStepToRun = z.infer<typeof pluginStepToRun>;
+
+// What `${{ deployment.… }}` and `${{ agent.… }}` resolve to, fixed at creation.
+export const commandContext = z.object({
+  deploymentProperties: properties,
+  agentName: z.string(),
+  agentProperties: properties,
+});
+export type CommandContext = z.infer<typeof commandContext>;
 
 export const deployCommand = z.object({
   type: z.literal("deploy"),
@@ -38,9 +64,22 @@ export const deployCommand = z.object({
   // How long the server waits for this agent while it is offline before failing its
   // unfinished steps as `agent-lost` (the agent itself never gives up on them).
   agentLostAfterSeconds: z.int().min(1),
+  context: commandContext.optional(), // absent in commands stored before expressions existed
   steps: z.array(stepToRun).min(1),
 });
-export const commandBody = z.discriminatedUnion("type", [deployCommand]);
+export type DeployCommand = z.infer<typeof deployCommand>;
+// docs/protocol.md §Cancel: the agent ends the deployment's steps it has not finished —
+// pending ones are not started, running ones have their process group stopped — and
+// reports them `canceled`. A cancel that arrives before its deploy command (or for one
+// it never gets) is remembered: that deploy then ends at once, canceled.
+export const cancelCommand = z.object({
+  type: z.literal("cancel"),
+  id,
+  deploymentId: id,
+});
+export const commandBody = z.discriminatedUnion("type", [deployCommand, cancelCommand]);
+
+export const cancelCommandIdFor = (deploymentId: string, agentId: string): string => `${deploymentId}:${agentId}:cancel`;
 
 // One command per (deployment, agent): its id is derived, so a repeated dispatch finds
 // the command already stored, and a report names its command without a lookup table.
@@ -101,6 +140,9 @@ const stepFinishedFields = z.strictObject({
   exitCode: z.int().nullable(),
   reason: z.string().max(STEP_REASON_MAX).nullable(),
   at: epochMs,
+  // What the step wrote to OUTPOST_OUTPUTS (a plug-in step: its declared outputs only),
+  // secrets masked. Absent from agents older than outputs.
+  outputs: z.record(z.string().max(LIMITS.outputKeyBytes), z.string().max(LIMITS.outputsBytesPerStep)).optional(),
 });
 // The report shape without the id rule: only for reading back what a ledger stored
 // before the rule existed (its ids were accepted then and must still drain).
@@ -133,6 +175,16 @@ export type ReportsResponse = z.infer<typeof reportsResponse>;
 export const logUploadQuery = z.object({ offset: z.coerce.number().int().min(0) });
 export const logUploadResponse = z.object({ length: z.int().min(0) });
 export const LOG_CONTENT_TYPE = "application/octet-stream";
+
+// ---- secrets for one step: POST /agent/v1/steps/:stepId/secrets, no body ----
+// The values of the secrets the step's command names (stepToRun.secrets), for a step of
+// this agent that has not ended. 404: not this agent's step; 410: the step has ended;
+// 422 {missing}: a named secret no longer exists (the step fails naming it).
+export const stepSecretsResponse = z.object({ secrets: z.record(z.string(), z.string()) });
+export const stepSecretsMissing = z.object({ error: z.string(), missing: z.array(z.string()) });
+
+// ---- plug-in packages: GET /agent/v1/plugins/:id/:version → the package bytes ----
+// The agent checks them against the sha256 its command names before unpacking.
 
 // ---- errors of the agent API ----
 // Every error is {error: "<what is wrong>"}; a few carry a machine-readable `code`.

@@ -1,6 +1,7 @@
 // Management API (/api/v1): request bodies and response shapes.
 import { z } from "zod";
 import { LIMITS } from "./limits.ts";
+import { inputValue, pluginId, semver } from "./plugin.ts";
 import { retryPolicy, type DeploymentStatus, type StepStatus } from "./steps.ts";
 
 // A path segment naming a thing by its id (or name).
@@ -15,27 +16,95 @@ export const createRegistrationTokenBody = z.strictObject({
   ttlSeconds: z.int().min(60).max(30 * 24 * 3600).optional(),
 });
 
-export const stepSpec = z.strictObject({
+// Agent tags and properties (docs/api.md §Agents): tags select targets, properties feed
+// `${{ agent.properties.K }}`.
+export const tag = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, "tags are 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit");
+export const tagList = z
+  .array(tag)
+  .max(50)
+  .refine((t) => new Set(t).size === t.length, "tags must not repeat");
+export const propertyKey = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "property names are 1-64 letters, digits, '_' or '-'");
+// Values are text; numbers and booleans are accepted and kept as their text.
+const propertyValue = z.union([z.string().max(4096), z.number(), z.boolean()]).transform((v) => String(v));
+export const properties = z
+  .record(propertyKey, propertyValue)
+  .refine((p) => Object.keys(p).length <= 100, "at most 100 properties");
+export type Properties = Record<string, string>;
+
+export const patchAgentBody = z
+  .strictObject({ tags: tagList.optional(), properties: properties.optional() })
+  .refine((b) => b.tags !== undefined || b.properties !== undefined, "give tags and/or properties");
+
+// Secrets (docs/api.md §Secrets): stored encrypted, never shown again.
+export const secretName = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "secret names are 1-64 letters, digits, '_' or '-'");
+export const SECRET_VALUE_MAX = 64 * 1024;
+export const createSecretBody = z.strictObject({ name: secretName, value: z.string().min(1).max(SECRET_VALUE_MAX) });
+export type SecretView = { name: string; updatedAt: string };
+
+// Step names are unique within a deployment (expressions name them).
+const stepCommon = {
   name: z.string().min(1).max(200),
-  type: z.literal("shell"),
-  command: z.string().min(1).max(LIMITS.commandBytes),
   timeoutSeconds: z.int().min(1).max(7 * 24 * 3600).optional(),
   retry: retryPolicy.optional(),
+};
+export const shellStepSpec = z.strictObject({
+  ...stepCommon,
+  type: z.literal("shell"),
+  command: z.string().min(1).max(LIMITS.commandBytes),
 });
+export const pluginStepSpec = z.strictObject({
+  ...stepCommon,
+  type: z.literal("plugin"),
+  plugin: pluginId,
+  version: semver.optional(), // none: the latest at creation, pinned
+  step: z.string().min(1).max(64),
+  inputs: z.record(z.string().min(1).max(64), inputValue).default({}),
+});
+export const stepSpec = z.discriminatedUnion("type", [shellStepSpec, pluginStepSpec]);
 export type StepSpec = z.infer<typeof stepSpec>;
+export type ShellStepSpec = z.infer<typeof shellStepSpec>;
+export type PluginStepSpec = z.infer<typeof pluginStepSpec>;
 
-export const createDeploymentBody = z.strictObject({
-  name: z.string().min(1).max(200).optional(),
-  agents: z
-    .array(agentName)
-    .min(1)
-    .max(LIMITS.agentsPerDeployment)
-    .refine((a) => new Set(a).size === a.length, "agents must not repeat a name"),
-  steps: z.array(stepSpec).min(1).max(LIMITS.stepsPerDeployment),
-  // How long to wait for an offline agent before its unfinished steps fail as
-  // `agent-lost`; a result arriving later is still recorded.
-  agentLostAfterSeconds: z.int().min(1).max(7 * 24 * 3600).optional(),
-});
+// "25%" or a count: how many agents run at once (docs/api.md §Rollout).
+export const batchSize = z.union([
+  z.int().min(1).max(100_000),
+  z.string().regex(/^(100|[1-9]\d?)%$/, "a percentage batch size is 1% to 100%, e.g. \"25%\""),
+]);
+export const rollout = z.strictObject({ batchSize, stopOnFailure: z.boolean().default(false) });
+export type Rollout = z.infer<typeof rollout>;
+
+export const createDeploymentBody = z
+  .strictObject({
+    name: z.string().min(1).max(200).optional(),
+    agents: z
+      .array(agentName)
+      .min(1)
+      .max(LIMITS.agentsPerDeployment)
+      .refine((a) => new Set(a).size === a.length, "agents must not repeat a name")
+      .optional(),
+    // Every live agent carrying all these tags when the deployment is created.
+    targets: z.strictObject({ tags: tagList.min(1) }).optional(),
+    properties: properties.default({}),
+    rollout: rollout.optional(),
+    steps: z
+      .array(stepSpec)
+      .min(1)
+      .max(LIMITS.stepsPerDeployment)
+      .superRefine((steps, ctx) => {
+        const seen = new Set<string>();
+        steps.forEach((s, i) => {
+          if (seen.has(s.name)) ctx.addIssue({ code: "custom", path: [i, "name"], message: `step names must be unique within a deployment ('${s.name}' is used twice)` });
+          seen.add(s.name);
+        });
+      }),
+    // How long to wait for an offline agent before its unfinished steps fail as
+    // `agent-lost`; a result arriving later is still recorded.
+    agentLostAfterSeconds: z.int().min(1).max(7 * 24 * 3600).optional(),
+  })
+  .superRefine((b, ctx) => {
+    if ((b.agents === undefined) === (b.targets === undefined))
+      ctx.addIssue({ code: "custom", path: ["agents"], message: "name the targets either by `agents` (names) or by `targets: {tags}`, not both or neither" });
+  });
 export const IDEMPOTENCY_KEY_MAX = 200;
 // A key answers for its deployment this long; after that it may name a new one.
 export const IDEMPOTENCY_KEY_TTL_MS = 24 * 3600 * 1000;
@@ -47,6 +116,8 @@ export type AgentView = {
   status: "online" | "offline";
   version: string | null;
   lastSeenAt: string | null; // ISO 8601
+  tags: string[];
+  properties: Properties;
 };
 
 // startedAt / finishedAt: when the work happened on the agent, on the server's clock;
@@ -56,6 +127,10 @@ export type StepView = {
   id: string;
   agent: string;
   name: string;
+  type: "shell" | "plugin";
+  plugin: { id: string; version: string; step: string } | null; // pinned at creation
+  wave: number; // 1-based: the rollout wave of its agent
+  outputs: Record<string, string>; // what the step wrote to OUTPOST_OUTPUTS (secrets masked)
   status: StepStatus;
   exitCode: number | null;
   reason: string | null;
@@ -70,12 +145,17 @@ export type DeploymentView = {
   status: DeploymentStatus;
   createdAt: string;
   finishedAt: string | null;
+  canceledAt: string | null; // a cancel was asked for (the deployment ends `canceled` once its steps have)
+  properties: Properties;
+  // How the targets were named, and the agents that resolved to (kept as at creation).
+  targets: { agents: string[]; tags: string[] | null };
+  rollout: { batchSize: number | string; stopOnFailure: boolean; waves: number; currentWave: number } | null;
   steps: StepView[];
 };
 
 // An entry of GET /api/v1/deployments: counts, never the steps themselves (a
 // deployment may hold many thousands); GET /api/v1/deployments/:id has them.
-export type DeploymentSummary = Omit<DeploymentView, "steps"> & {
+export type DeploymentSummary = Pick<DeploymentView, "id" | "name" | "status" | "createdAt" | "finishedAt" | "canceledAt"> & {
   agentCount: number;
   stepCounts: Record<StepStatus, number>;
 };

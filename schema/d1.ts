@@ -2,7 +2,7 @@
 // Timestamps are epoch milliseconds. Status columns only ever move forward; the
 // projection code relies on that to make every write idempotent.
 import { sqliteTable, text, integer, blob, primaryKey, index } from "drizzle-orm/sqlite-core";
-import { DEFAULT_AGENT_LOST_AFTER_SECONDS, DEPLOYMENT_STATUSES, RETRY_POLICIES, STEP_STATUSES } from "./steps.ts";
+import { DEFAULT_AGENT_LOST_AFTER_SECONDS, DEPLOYMENT_STATUSES, RETRY_POLICIES, STEP_STATUSES, STEP_TYPES } from "./steps.ts";
 
 export const agents = sqliteTable("agents", {
   id: text("id").primaryKey(),
@@ -14,6 +14,8 @@ export const agents = sqliteTable("agents", {
   lastSeenAt: integer("last_seen_at"),
   createdAt: integer("created_at").notNull(),
   revokedAt: integer("revoked_at"),
+  tags: text("tags").notNull().default("[]"), // JSON array of tags (schema/api.ts tag)
+  properties: text("properties").notNull().default("{}"), // JSON object, string values
 });
 
 export const registrationTokens = sqliteTable("registration_tokens", {
@@ -44,6 +46,15 @@ export const deployments = sqliteTable(
     finishedAt: integer("finished_at"),
     // docs/protocol.md §Agent lost: how long an offline agent's unfinished steps are waited for.
     agentLostAfterSeconds: integer("agent_lost_after_seconds").notNull().default(DEFAULT_AGENT_LOST_AFTER_SECONDS),
+    properties: text("properties").notNull().default("{}"), // JSON: ${{ deployment.properties.K }}
+    targetTags: text("target_tags"), // JSON array when the targets were named by tags
+    // docs/api.md §Rollout: JSON {batchSize, stopOnFailure} or null (one wave). Targets of
+    // waves after current_wave are not dispatched yet; the deployment's coordinator moves
+    // current_wave on once every step of the current wave has ended.
+    rollout: text("rollout"),
+    waves: integer("waves").notNull().default(1),
+    currentWave: integer("current_wave").notNull().default(1),
+    canceledAt: integer("canceled_at"), // POST …/cancel; the status becomes `canceled` once no step is active
   },
   (t) => [index("deployments_created_at").on(t.createdAt)],
 );
@@ -73,6 +84,11 @@ export const deploymentTargets = sqliteTable(
     agentId: text("agent_id").notNull(),
     commandId: text("command_id").notNull().unique(),
     dispatchedAt: integer("dispatched_at"),
+    wave: integer("wave").notNull().default(1),
+    // The agent's properties when the deployment was created (${{ agent.properties.K }}).
+    agentProperties: text("agent_properties").notNull().default("{}"),
+    // Set once the cancel command is stored in the agent's channel (like dispatched_at).
+    cancelSentAt: integer("cancel_sent_at"),
   },
   // The agent's DO looks up its own undispatched targets (docs/protocol.md §Dispatch).
   (t) => [primaryKey({ columns: [t.deploymentId, t.agentId] }), index("deployment_targets_undispatched").on(t.agentId, t.dispatchedAt)],
@@ -86,8 +102,14 @@ export const deploymentSteps = sqliteTable(
     agentId: text("agent_id").notNull(),
     position: integer("position").notNull(),
     name: text("name").notNull(),
-    type: text("type", { enum: ["shell"] }).notNull(),
-    command: text("command").notNull(),
+    type: text("type", { enum: STEP_TYPES }).notNull(),
+    command: text("command").notNull(), // a shell step's command; "" for a plug-in step
+    // JSON of what the agent needs beyond the columns: a plug-in step's pinned package,
+    // argv, inputs and declared inputs/outputs; the secrets the step names (schema/agent-api.ts).
+    definition: text("definition"),
+    outputs: text("outputs"), // JSON object from the step-finished report
+    pluginId: text("plugin_id"),
+    pluginVersion: text("plugin_version"),
     timeoutSeconds: integer("timeout_seconds"),
     retry: text("retry", { enum: RETRY_POLICIES }).notNull(),
     status: text("status", { enum: STEP_STATUSES }).notNull(),
@@ -120,3 +142,41 @@ export const stepLogs = sqliteTable(
   },
   (t) => [primaryKey({ columns: [t.stepId, t.offset] })],
 );
+
+// Plug-in versions (docs/plugins.md). The package bytes are in R2 (PLUGINS bucket, key
+// pluginObjectKey); D1 holds what is listed and checked. A version is immutable.
+export const plugins = sqliteTable(
+  "plugins",
+  {
+    id: text("id").notNull(),
+    version: text("version").notNull(),
+    name: text("name").notNull(),
+    description: text("description").notNull(),
+    manifest: text("manifest").notNull(), // JSON of the validated outpost-plugin.json
+    sha256: text("sha256").notNull(), // of the uploaded package bytes
+    size: integer("size").notNull(),
+    uploadedAt: integer("uploaded_at").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.id, t.version] })],
+);
+
+// Which plug-in versions a deployment uses: a version is not deleted while an
+// unfinished deployment needs it.
+export const deploymentPlugins = sqliteTable(
+  "deployment_plugins",
+  {
+    deploymentId: text("deployment_id").notNull(),
+    pluginId: text("plugin_id").notNull(),
+    version: text("version").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.deploymentId, t.pluginId, t.version] }), index("deployment_plugins_version").on(t.pluginId, t.version)],
+);
+
+// Secrets, AES-GCM encrypted with OUTPOST_SECRETS_KEY (worker/secrets-crypto.ts):
+// `sealed` is base64 of iv ‖ ciphertext; the name is bound in as additional data.
+export const secrets = sqliteTable("secrets", {
+  name: text("name").primaryKey(),
+  sealed: text("sealed").notNull(),
+  createdAt: integer("created_at").notNull(),
+  updatedAt: integer("updated_at").notNull(),
+});

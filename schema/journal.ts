@@ -31,6 +31,15 @@ export const journalSteps = sqliteTable("steps", {
   logGivenUp: text("log_given_up"),
   // Bytes cut from output.log to keep it within the per-step cap while the step ran.
   outputDropped: integer("output_dropped").notNull().default(0),
+  outputs: text("outputs"), // JSON of the outputs the step wrote (secrets masked), once it ended
+});
+
+// Deployments a cancel command ended on this agent (docs/protocol.md §Cancel). A deploy
+// command for one of them — stored before or after the cancel — runs no more steps.
+export const canceledDeployments = sqliteTable("canceled_deployments", {
+  deploymentId: text("deployment_id").primaryKey(),
+  commandSeq: integer("command_seq").notNull(), // the cancel command
+  canceledAt: integer("canceled_at").notNull(),
 });
 
 export const outbox = sqliteTable("outbox", {

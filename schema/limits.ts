@@ -10,6 +10,10 @@ export const LIMITS = {
   commandsPerPull: 100,
   longPollSeconds: 25,
   wsMessageBytes: 64 * 1024,
+  // A step's outputs (OUTPOST_OUTPUTS): all values together, and each key.
+  outputsBytesPerStep: 16 * 1024,
+  outputKeyBytes: 64,
+  outputsPerStep: 100,
 } as const;
 
 // Presence and reconnect defaults (docs/protocol.md §Presence, §Reconnect); each can be overridden.

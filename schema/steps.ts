@@ -18,6 +18,9 @@ export const DEPLOYMENT_STATUSES = ["queued", "running", "succeeded", "failed", 
 export type DeploymentStatus = (typeof DEPLOYMENT_STATUSES)[number];
 export const FINAL_DEPLOYMENT_STATUSES = ["succeeded", "failed", "canceled"] as const satisfies readonly DeploymentStatus[];
 
+export const STEP_TYPES = ["shell", "plugin"] as const;
+export type StepType = (typeof STEP_TYPES)[number];
+
 export const RETRY_POLICIES = ["never", "safe"] as const;
 export type RetryPolicy = (typeof RETRY_POLICIES)[number];
 
