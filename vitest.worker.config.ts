@@ -10,6 +10,8 @@ export default defineConfig({
       miniflare: {
         bindings: {
           OUTPOST_ADMIN_TOKEN: "test-admin",
+          // Bytes 0..31: a fixed test key (base64 of 32 bytes), never a real one.
+          OUTPOST_SECRETS_KEY: "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
           // Shorter than the 30 s default, so a test can tell that the setting is honoured.
           OUTPOST_OFFLINE_AFTER_MS: "20000",
           OUTPOST_TEST_HOOKS: "1",

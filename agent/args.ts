@@ -1,11 +1,13 @@
 // Command-line parsing for `outpost-agent` (pure: argv in, a typed request or UsageError out).
 import { parseArgs } from "node:util";
+import { tagList } from "../schema/api.ts";
+import { describeZodError } from "../schema/errors.ts";
 import { UsageError } from "./errors.ts";
 
 export const TOKEN_ENV = "OUTPOST_REGISTRATION_TOKEN";
 
 export const USAGE = `usage:
-  outpost-agent register --server <url> --name <name> --home <dir> [--insecure] [--ca <file>]
+  outpost-agent register --server <url> --name <name> --home <dir> [--tags a,b] [--insecure] [--ca <file>]
                          (--token-file <file> | --token <token> | env ${TOKEN_ENV}=<token>)
   outpost-agent run --home <dir> [--concurrency N] [--retention-days N]
 
@@ -13,6 +15,8 @@ export const USAGE = `usage:
   content, trimmed), --token, or the environment variable ${TOKEN_ENV}
   (a flag wins over the environment). --token shows it to every user of this
   machine in the process list: prefer the file or the environment.
+  --tags a,b: the agent's tags (deployments may target agents by tag; an admin can
+  change them later: PATCH /api/v1/agents/:id or the web page).
   --retention-days N: keep ended, fully delivered deployments in the journal and
   steps/ for N days (default 7, fractions allowed; settings.json "retentionDays").`;
 
@@ -20,7 +24,7 @@ export const USAGE = `usage:
 export type TokenSource = { from: "flag"; token: string } | { from: "file"; path: string } | { from: "env"; token: string };
 
 export type CliRequest =
-  | { command: "register"; server: string; token: TokenSource; name: string; home: string; insecure: boolean; ca: string | null }
+  | { command: "register"; server: string; token: TokenSource; name: string; home: string; insecure: boolean; ca: string | null; tags: string[] }
   | { command: "run"; home: string; concurrency: number | null; retentionDays: number | null }
   | { command: "help" };
 
@@ -87,6 +91,15 @@ export function tokenSource(flag: string | undefined, file: string | undefined, 
   throw new UsageError(`missing registration token: pass --token-file <file>, set ${TOKEN_ENV}, or pass --token <token>`);
 }
 
+// `--tags web,eu`: comma-separated, checked by the same rule the server applies.
+export function parseTags(raw: string | undefined): string[] {
+  if (raw === undefined || raw.trim() === "") return [];
+  const tags = raw.split(",").map((t) => t.trim()).filter((t) => t !== "");
+  const parsed = tagList.safeParse(tags);
+  if (!parsed.success) throw new UsageError(`invalid --tags ${JSON.stringify(raw)}: ${describeZodError(parsed.error)}`);
+  return parsed.data;
+}
+
 export function parseCli(argv: string[], env: NodeJS.ProcessEnv = process.env): CliRequest {
   const [command, ...rest] = argv;
   if (command === "help" || command === "--help" || command === "-h") return { command: "help" };
@@ -99,6 +112,7 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv = process.env): 
       home: { type: "string" },
       insecure: { type: "boolean" },
       ca: { type: "string" },
+      tags: { type: "string" },
     });
     return {
       command: "register",
@@ -108,6 +122,7 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv = process.env): 
       home: required(v, "home"),
       insecure: v.insecure === true,
       ca: typeof v.ca === "string" ? v.ca : null,
+      tags: parseTags(v.tags as string | undefined),
     };
   }
   if (command === "run") {

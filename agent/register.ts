@@ -64,7 +64,7 @@ export async function register(req: RegisterRequest): Promise<number> {
   const api = new ApiClient(server, null);
   let res;
   try {
-    res = await api.register({ token, name: req.name, version: AGENT_VERSION, hostname: hostname().slice(0, 255) });
+    res = await api.register({ token, name: req.name, version: AGENT_VERSION, hostname: hostname().slice(0, 255), ...(req.tags.length ? { tags: req.tags } : {}) });
   } catch (e) {
     if (e instanceof HttpStatusError) {
       process.stderr.write(`outpost-agent: registration refused by ${server} (HTTP ${e.status}): ${e.serverError ?? JSON.stringify(e.body)?.slice(0, 300)}\n`);

@@ -4,21 +4,40 @@
 // then, so an interrupted dispatch is found again and repeated: by the Worker's cron
 // and by a retried POST (worker/deployments/dispatch.ts), and by the agent's own
 // channel (durable-objects/self-dispatch.ts).
-import { and, asc, eq, isNull, lt, sql, type SQL } from "drizzle-orm";
-import type { CommandBody } from "../schema/agent-api.ts";
+import { and, asc, eq, isNull, lt, lte, sql, type SQL } from "drizzle-orm";
+import { stepToRun, type CommandBody, type CommandContext } from "../schema/agent-api.ts";
+import type { Properties } from "../schema/api.ts";
 import { agents, deploymentSteps, deploymentTargets, deployments } from "../schema/d1.ts";
-import type { RetryPolicy } from "../schema/steps.ts";
+import type { RetryPolicy, StepType } from "../schema/steps.ts";
 import { d1 } from "./db.ts";
 
+// `definition`: JSON of the wire step's fields beyond the columns (a plug-in step's
+// pinned package, argv, inputs, declared inputs/outputs; the secrets a step names).
 export type StepToDispatch = {
   id: string;
   position: number;
   name: string;
+  type: StepType;
   command: string;
+  definition: string | null;
   timeoutSeconds: number | null;
   retry: RetryPolicy;
 };
-export type DispatchTarget = { deploymentId: string; agentId: string; commandId: string; agentLostAfterSeconds: number; steps: StepToDispatch[] };
+export type DispatchTarget = {
+  deploymentId: string;
+  agentId: string;
+  commandId: string;
+  agentLostAfterSeconds: number;
+  context: CommandContext;
+  steps: StepToDispatch[];
+};
+
+export class DispatchError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "DispatchError";
+  }
+}
 
 export function deployCommand(t: DispatchTarget): CommandBody {
   return {
@@ -26,18 +45,17 @@ export function deployCommand(t: DispatchTarget): CommandBody {
     id: t.commandId,
     deploymentId: t.deploymentId,
     agentLostAfterSeconds: t.agentLostAfterSeconds,
-    steps: [...t.steps]
-      .sort((a, b) => a.position - b.position)
-      .map((s) => ({
-        stepId: s.id,
-        position: s.position,
-        name: s.name,
-        type: "shell" as const,
-        command: s.command,
-        timeoutSeconds: s.timeoutSeconds,
-        retry: s.retry,
-      })),
+    context: t.context,
+    steps: [...t.steps].sort((a, b) => a.position - b.position).map(wireStep),
   };
+}
+
+function wireStep(s: StepToDispatch) {
+  const extra = s.definition === null ? {} : (JSON.parse(s.definition) as Record<string, unknown>);
+  const raw = { ...extra, stepId: s.id, position: s.position, name: s.name, type: s.type, timeoutSeconds: s.timeoutSeconds, retry: s.retry, ...(s.type === "shell" ? { command: s.command } : {}) };
+  const parsed = stepToRun.safeParse(raw);
+  if (!parsed.success) throw new DispatchError(`step ${s.id} cannot be sent: its stored definition is not a valid ${s.type} step`, { cause: parsed.error });
+  return parsed.data;
 }
 
 export async function markDispatched(env: { DB: D1Database }, t: { deploymentId: string; agentId: string }, now: number): Promise<void> {
@@ -55,7 +73,14 @@ export async function undispatchedTargets(
   limit = 100,
 ): Promise<DispatchTarget[]> {
   const db = d1(env);
-  const where: SQL[] = [isNull(deploymentTargets.dispatchedAt), isNull(agents.revokedAt), sql`${deployments.status} <> 'canceled'`];
+  // A target of a later rollout wave waits for its wave (the coordinator moves current_wave on).
+  const where: SQL[] = [
+    isNull(deploymentTargets.dispatchedAt),
+    isNull(agents.revokedAt),
+    isNull(deployments.canceledAt),
+    sql`${deployments.status} <> 'canceled'`,
+    lte(deploymentTargets.wave, deployments.currentWave),
+  ];
   if (filter.agentId !== undefined) where.push(eq(deploymentTargets.agentId, filter.agentId));
   if (filter.deploymentId !== undefined) where.push(eq(deploymentTargets.deploymentId, filter.deploymentId));
   if (filter.createdBefore !== undefined) where.push(lt(deployments.createdAt, filter.createdBefore));
@@ -65,6 +90,9 @@ export async function undispatchedTargets(
       agentId: deploymentTargets.agentId,
       commandId: deploymentTargets.commandId,
       agentLostAfterSeconds: deployments.agentLostAfterSeconds,
+      agentName: agents.name,
+      agentProperties: deploymentTargets.agentProperties,
+      deploymentProperties: deployments.properties,
     })
     .from(deploymentTargets)
     .innerJoin(deployments, eq(deployments.id, deploymentTargets.deploymentId))
@@ -81,7 +109,9 @@ export async function undispatchedTargets(
         id: deploymentSteps.id,
         position: deploymentSteps.position,
         name: deploymentSteps.name,
+        type: deploymentSteps.type,
         command: deploymentSteps.command,
+        definition: deploymentSteps.definition,
         timeoutSeconds: deploymentSteps.timeoutSeconds,
         retry: deploymentSteps.retry,
       })
@@ -93,7 +123,13 @@ export async function undispatchedTargets(
       console.error(`deployment target ${r.commandId} has no steps; not dispatching`);
       continue;
     }
-    targets.push({ ...r, steps });
+    const { agentName, agentProperties, deploymentProperties, ...target } = r;
+    const context = {
+      agentName,
+      agentProperties: JSON.parse(agentProperties) as Properties,
+      deploymentProperties: JSON.parse(deploymentProperties) as Properties,
+    };
+    targets.push({ ...target, context, steps });
   }
   return targets;
 }

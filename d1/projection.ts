@@ -61,14 +61,16 @@ function reportStatements(agentId: string, r: Report, at: number, receivedAt: nu
 
 // Mirrors durable-objects/rules.ts deploymentOutcome (the oracle of its tests): ends the deployment once no step is active; a
 // terminal deployment is never touched again. It runs once a step has left pending, and
-// finished when its last step did.
-function deploymentStatements(deploymentIds: SQL, now: number): SQL[] {
+// finished when its last step did: `canceled` if a cancel was asked for, else
+// succeeded or failed by its steps.
+export function deploymentStatements(deploymentIds: SQL, now: number): SQL[] {
   return [
     sql`UPDATE deployments SET status = 'running', updated_at = ${now}
          WHERE id IN ${deploymentIds} AND status = 'queued'
            AND EXISTS (SELECT 1 FROM deployment_steps s WHERE s.deployment_id = deployments.id AND s.status <> 'pending')`,
     sql`UPDATE deployments
-           SET status = CASE WHEN EXISTS (SELECT 1 FROM deployment_steps s
+           SET status = CASE WHEN canceled_at IS NOT NULL THEN 'canceled'
+                             WHEN EXISTS (SELECT 1 FROM deployment_steps s
                                            WHERE s.deployment_id = deployments.id
                                              AND (s.status <> 'succeeded' OR s.reason LIKE ${AGENT_LOST_REASON + "%"}))
                              THEN 'failed' ELSE 'succeeded' END,

@@ -16,6 +16,7 @@ import { openPresence, type Presence } from "./presence.ts";
 import { openProjectionDrain, type ProjectionDrain } from "./projection-drain.ts";
 import { isRevokedInD1 } from "../d1/projection.ts";
 import { parseOfflineAfterMs } from "./rules.ts";
+import { coordinatorOf } from "./channels.ts";
 import { dispatchFromD1 } from "./self-dispatch.ts";
 import { CLOSE, closeQuietly, closeReplyCode, greetedSockets, openSockets, send, type Attachment } from "./sockets.ts";
 import { downtimeBefore } from "./uptime.ts";
@@ -65,7 +66,13 @@ export class AgentChannel extends DurableObject<Cloudflare.Env> {
       offlineAfterMs,
       now: clock,
     });
-    this.projection = openProjectionDrain({ ledger: this.ledger, db: env.DB, retryNoLaterThan: (at) => this.alarms.noLaterThan(at), now: clock });
+    this.projection = openProjectionDrain({
+      ledger: this.ledger,
+      db: env.DB,
+      retryNoLaterThan: (at) => this.alarms.noLaterThan(at),
+      onSettled: (deploymentIds) => this.pokeCoordinators(deploymentIds),
+      now: clock,
+    });
     this.presence = openPresence({
       sockets: ctx,
       db: env.DB,
@@ -287,7 +294,7 @@ export class AgentChannel extends DurableObject<Cloudflare.Env> {
       this.work.revoke(now);
       return result;
     }
-    if (!this.connected()) this.work.commandWhileOffline(result.seq, now, command.agentLostAfterSeconds);
+    if (!this.connected() && command.type === "deploy") this.work.commandWhileOffline(result.seq, now, command.agentLostAfterSeconds);
     this.announce(this.ledger.head());
     return result;
   }
@@ -309,6 +316,19 @@ export class AgentChannel extends DurableObject<Cloudflare.Env> {
     }
     console.log(`AgentChannel ${agentId}: revoked in D1 without this channel being told; ending its work now`);
     await this.revoke(agentId);
+  }
+
+  // This agent's part of these deployments has ended (in D1 too): their coordinators may
+  // start the next wave. Not awaited by the projection; a lost poke is repeated by the
+  // coordinator's own alarm.
+  private pokeCoordinators(deploymentIds: readonly string[]): void {
+    for (const id of deploymentIds) {
+      this.ctx.waitUntil(
+        coordinatorOf(this.env, id)
+          .poke(id)
+          .catch((e: unknown) => console.error(`AgentChannel ${this.ledger.agentId()}: could not poke the coordinator of deployment ${id}:`, e)),
+      );
+    }
   }
 
   private offlineAfterMs(): number {

@@ -111,18 +111,38 @@ export function openLedger(storage: DurableObjectStorage) {
       });
     },
 
-    // Idempotent by command id: a known id returns its existing seq.
+    // Idempotent by command id: a known id returns its existing seq. A cancel command
+    // has no steps of its own: it is settled once stored (nothing is awaited from it).
     enqueue(body: CommandBody, now: number): { seq: number; created: boolean } {
       return tx(() => {
         const existing = db.select({ seq: commands.seq }).from(commands).where(eq(commands.id, body.id)).get();
         if (existing) return { seq: existing.seq, created: false };
         const seq = head() + 1;
+        const deploy = body.type === "deploy" ? body : null;
         db.insert(commands)
-          .values({ seq, id: body.id, body: JSON.stringify(body), createdAt: now, deploymentId: body.deploymentId, agentLostAfterSeconds: body.agentLostAfterSeconds })
+          .values({
+            seq,
+            id: body.id,
+            body: JSON.stringify(body),
+            createdAt: now,
+            deploymentId: body.deploymentId,
+            ...(deploy ? { agentLostAfterSeconds: deploy.agentLostAfterSeconds } : { finishedAt: now }),
+          })
           .run();
-        for (const s of body.steps) db.insert(commandSteps).values({ stepId: s.stepId, commandSeq: seq }).run();
+        for (const s of deploy?.steps ?? []) db.insert(commandSteps).values({ stepId: s.stepId, commandSeq: seq }).run();
         return { seq, created: true };
       });
+    },
+
+    // The deploy command of a deployment has nothing left to wait for on this agent:
+    // every step's final result is in, or the server gave up on it (agent-lost).
+    deploymentSettled(deploymentId: string): boolean {
+      const row = db
+        .select({ finishedAt: commands.finishedAt, lostAt: commands.lostAt })
+        .from(commands)
+        .where(and(eq(commands.deploymentId, deploymentId), sql`json_extract(${commands.body}, '$.type') = 'deploy'`))
+        .get();
+      return row !== undefined && (row.finishedAt !== null || row.lostAt !== null);
     },
 
     // §Resync: steps of commands up to `lastSeq` whose final report has not been applied.

@@ -11,9 +11,11 @@ export function openProjectionDrain(deps: {
   ledger: Ledger;
   db: D1Database;
   retryNoLaterThan: (at: number) => Promise<void>;
+  // Deployments whose command on this agent is settled by what was just projected.
+  onSettled: (deploymentIds: string[]) => void;
   now: () => number;
 }) {
-  const { ledger, db, retryNoLaterThan, now } = deps;
+  const { ledger, db, retryNoLaterThan, onSettled, now } = deps;
   let draining: Promise<void> | null = null;
   let drainAgain = false;
 
@@ -35,6 +37,9 @@ export function openProjectionDrain(deps: {
         return false;
       }
       ledger.markProjected(ids);
+      const ended = new Set(rows.flatMap((r) => (r.job.kind === "agent-lost" ? [r.job.deploymentId] : r.job.kind === "report" && r.job.report.type === "step-finished" ? [r.job.report.deploymentId] : [])));
+      const settled = [...ended].filter((id) => ledger.deploymentSettled(id));
+      if (settled.length > 0) onSettled(settled);
     }
   };
 

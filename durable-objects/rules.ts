@@ -21,11 +21,13 @@ export function applyFinished(current: StepResult, report: StepResult): StepResu
 
 // A deployment ends when its last step ends: succeeded only if every step succeeded
 // in time — a result that arrived after agent-lost does not make it a success (and a
-// terminal deployment never changes again anyway).
-export function deploymentOutcome(steps: readonly (StepStatus | StepResult)[]): DeploymentStatus | null {
+// terminal deployment never changes again anyway). A deployment whose cancel was asked
+// for ends `canceled` whatever its steps' results.
+export function deploymentOutcome(steps: readonly (StepStatus | StepResult)[], canceled = false): DeploymentStatus | null {
   const states = steps.map((s) => (typeof s === "string" ? { status: s, reason: null } : s));
   if (states.length === 0) return null;
   if (states.some((s) => isActiveStep(s.status))) return null;
+  if (canceled) return "canceled";
   return states.every((s) => s.status === "succeeded" && !s.reason?.startsWith(SERVER_REASONS.agentLost)) ? "succeeded" : "failed";
 }
 

@@ -1,7 +1,7 @@
 // Agent API (/agent/v1) and WebSocket messages: the one definition both the
 // Worker and the agent import. docs/agent-api.md describes the protocol.
 import { z } from "zod";
-import { agentName, properties } from "./api.ts";
+import { agentName, properties, tagList } from "./api.ts";
 import { inputValue, pluginId, pluginInput, semver } from "./plugin.ts";
 import { LIMITS } from "./limits.ts";
 import { finalStepStatus, retryPolicy, STEP_REASON_MAX } from "./steps.ts";
@@ -14,6 +14,7 @@ export const registerRequest = z.strictObject({
   name: agentName,
   version: z.string().min(1).max(100),
   hostname: z.string().max(255).optional(),
+  tags: tagList.optional(), // `outpost-agent register --tags web,eu`
 });
 export type RegisterRequest = z.infer<typeof registerRequest>;
 export const registerResponse = z.object({ agentId: z.string(), credential: z.string() });

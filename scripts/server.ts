@@ -15,9 +15,9 @@ export async function startServer(config: LocalConfig) {
   const persist = join(config.stateDir, "wrangler");
   const env = { ...process.env, WRANGLER_SEND_METRICS: "false", CI: process.env.CI ?? "1" };
   await applyMigrations(persist, env);
-  // Vars go through a 0600 file rather than the command line, where `ps` would show the token.
+  // Vars go through a 0600 file rather than the command line, where `ps` would show the token and key.
   const envFile = join(config.stateDir, "server.env");
-  const vars = { OUTPOST_ADMIN_TOKEN: config.adminToken, ...passThrough(process.env) };
+  const vars = { OUTPOST_ADMIN_TOKEN: config.adminToken, OUTPOST_SECRETS_KEY: config.secretsKey, ...passThrough(process.env) };
   writeFileSync(envFile, Object.entries(vars).map(([k, v]) => `${k}=${v}\n`).join(""), { mode: 0o600 });
   const logLevel = process.env.OUTPOST_LOG_LEVEL ?? "warn";
   const verbose = logLevel !== "warn" && logLevel !== "error" && logLevel !== "none";

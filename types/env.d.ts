@@ -8,12 +8,21 @@ declare global {
   namespace Cloudflare {
     interface Env {
       DB: D1Database;
+      PLUGINS: R2Bucket;
       AGENT_CHANNEL: DurableObjectNamespace<import("../durable-objects/agent-channel.ts").AgentChannel>;
+      DEPLOYMENT_COORDINATOR: DurableObjectNamespace<import("../durable-objects/deployment-coordinator.ts").DeploymentCoordinator>;
       ASSETS?: Fetcher;
       /** Counts failed authentications per client address (worker/auth-failures.ts). */
       AUTH_FAILURES?: RateLimit;
       /** Admin bearer token for /api/v1 (a secret in production). Unset: only api_tokens rows work. */
       OUTPOST_ADMIN_TOKEN?: string;
+      /**
+       * Key of the secrets (a secret in production): base64 or base64url of 32 random bytes,
+       * e.g. `openssl rand -base64 32`. Values are sealed with it in D1 (worker/secrets-crypto.ts);
+       * unset or malformed: the secrets endpoints answer 503. Changing it makes every stored
+       * secret unreadable: they must be set again.
+       */
+      OUTPOST_SECRETS_KEY?: string;
       /** Presence: an agent without a heartbeat for this long is offline (default TIMING.offlineAfterMs). */
       OUTPOST_OFFLINE_AFTER_MS?: string;
       /** "1" enables /api/v1/test-hooks/* (the chaos suite's DO eviction); anything else hides them (404). */
@@ -23,7 +32,7 @@ declare global {
     }
     interface GlobalProps {
       mainModule: typeof import("../worker/index.ts");
-      durableNamespaces: "AgentChannel";
+      durableNamespaces: "AgentChannel" | "DeploymentCoordinator";
     }
   }
 }

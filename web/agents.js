@@ -1,11 +1,15 @@
-// Agents: the list with live status, revoking one (admin, two clicks), and creating a
-// registration token for a new one (shown once, with the command that uses it).
-import { AuthError, del, enc, post } from "./api.js";
+// Agents: the list with live status, tags and properties; editing an agent's tags and
+// properties (admin), revoking one (admin, two clicks), and creating a registration
+// token for a new one (shown once, with the command that uses it).
+import { AuthError, del, enc, patch, post } from "./api.js";
 import { $, ago, badge, confirmAction, copyText, el, reconcile, say, when } from "./dom.js";
+import { formatLines, formatTags, parseLines, parseTags } from "./kv.js";
 
 let agents = [];
 let asking = null; // id of the agent whose revoke awaits confirmation
 let revoking = null; // id of the agent being revoked
+let editing = null; // id of the agent whose tags and properties are being edited
+let saving = false;
 let hooks = { refused: () => {}, changed: () => {} };
 
 export const agentList = () => agents;
@@ -21,7 +25,8 @@ export function initAgents(h) {
 
 export function resetAgents() {
   agents = [];
-  asking = revoking = null;
+  asking = revoking = editing = null;
+  saving = false;
   clearRegistrationToken();
   say($("agents-message"), "");
   $("agents").tBodies[0].replaceChildren();
@@ -30,11 +35,16 @@ export function resetAgents() {
 export function renderAgents(list) {
   agents = [...list].sort((x, y) => x.name.localeCompare(y.name));
   if (asking && !agents.some((a) => a.id === asking)) asking = null;
+  if (editing && !agents.some((a) => a.id === editing)) editing = null;
   $("agent-count").textContent = agents.length ? `${agents.filter((a) => a.status === "online").length}/${agents.length} online` : "";
   $("agents-empty").hidden = agents.length > 0;
   $("agents").hidden = agents.length === 0;
-  reconcile($("agents").tBodies[0], agents, (a) => a.id,
-    (a) => JSON.stringify([a, a.lastSeenAt ? ago(a.lastSeenAt) : "", asking === a.id, revoking === a.id]), agentRow);
+  // The edit row's signature does not change while it is open: a poll leaves what is
+  // being typed alone.
+  const items = agents.flatMap((a) => (editing === a.id ? [{ a }, { a, edit: true }] : [{ a }]));
+  reconcile($("agents").tBodies[0], items, (i) => (i.edit ? `edit:${i.a.id}` : i.a.id),
+    (i) => (i.edit ? "edit" : JSON.stringify([i.a, i.a.lastSeenAt ? ago(i.a.lastSeenAt) : "", asking === i.a.id, revoking === i.a.id, editing === i.a.id])),
+    (i) => (i.edit ? editRow(i.a) : agentRow(i.a)));
 }
 
 const rerender = () => renderAgents(agents);
@@ -44,7 +54,14 @@ function agentRow(a) {
     el("td", { class: "name", text: a.name }),
     el("td", { class: "status" }, badge(a.status)),
     el("td", { class: "mono", text: a.version ?? "—" }),
+    el("td", { class: "tags" }, ...(a.tags ?? []).map((t) => el("span", { class: "tag", text: t }))),
+    el("td", { class: "properties" }, ...Object.entries(a.properties ?? {}).map(([k, v]) =>
+      el("span", { class: "prop mono", "data-prop": k }, el("span", { class: "k", text: k }), "=", el("span", { class: "v", text: v })))),
     el("td", { title: when(a.lastSeenAt) }, a.lastSeenAt ? ago(a.lastSeenAt) : "never"),
+    el("td", { class: "edit admin-only" }, el("button", {
+      type: "button", class: "quiet agent-edit-open", "aria-expanded": String(editing === a.id),
+      onclick: () => { editing = editing === a.id ? null : a.id; rerender(); focusEdit(); },
+    }, "Edit tags")),
     el("td", { class: "actions" }, confirmAction({
       label: "Revoke",
       question: `Revoke ${a.name}? Its credential stops working and its unfinished steps are canceled.`,
@@ -56,6 +73,55 @@ function agentRow(a) {
       onConfirm: () => revoke(a),
     })),
   );
+}
+
+function editRow(a) {
+  const tags = el("input", { class: "ae-tags mono", id: "ae-tags", value: formatTags(a.tags), placeholder: "web, eu-west", autocomplete: "off", spellcheck: "false" });
+  const props = el("textarea", { class: "ae-props mono", id: "ae-props", rows: 4, placeholder: "region=eu-west\nport=8080", spellcheck: "false" });
+  props.value = formatLines(a.properties);
+  const message = el("p", { class: "message ae-message", role: "status" });
+  const form = el("form", { class: "agent-edit-form" },
+    el("div", { class: "ae-field" }, el("label", { for: "ae-tags", text: "Tags (comma-separated)" }), tags),
+    el("div", { class: "ae-field" }, el("label", { for: "ae-props", text: "Properties (key=value, one a line)" }), props),
+    message,
+    el("div", { class: "buttons" },
+      el("button", { type: "submit", class: "ae-save" }, "Save"),
+      el("button", { type: "button", class: "quiet", onclick: () => { editing = null; rerender(); } }, "Cancel")),
+  );
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    saveLabels(a, tags.value, props.value, message, form.querySelector(".ae-save"));
+  });
+  return el("tr", { class: "agent-edit", "data-agent-edit": a.name }, el("td", { colspan: 8 }, form));
+}
+
+function focusEdit() {
+  $("ae-tags")?.focus();
+}
+
+async function saveLabels(a, tagText, propText, message, button) {
+  const tags = parseTags(tagText);
+  if (tags.error) return say(message, `Tags: ${tags.error}.`);
+  const props = parseLines(propText);
+  if (props.error) return say(message, `Properties: ${props.error}.`);
+  if (saving) return;
+  saving = true;
+  button.disabled = true;
+  say(message, "");
+  try {
+    const view = await patch(`/api/v1/agents/${enc(a.id)}`, { tags: tags.tags, properties: props.properties });
+    agents = agents.map((x) => (x.id === a.id ? { ...x, ...view } : x));
+    editing = null;
+    say($("agents-message"), `Tags and properties of ${a.name} saved.`, "ok");
+    rerender();
+    hooks.changed();
+  } catch (err) {
+    if (err instanceof AuthError) return hooks.refused(err);
+    say(message, `Cannot save: ${err.message}`);
+  } finally {
+    saving = false;
+    button.disabled = false;
+  }
 }
 
 async function revoke(a) {

@@ -41,13 +41,16 @@ export function forgetToken() {
 
 // --- requests -------------------------------------------------------------------------
 
-// JSON in and out; `raw` hands back the Response itself (a log range), and lets a 416
-// through for the caller to handle.
-export async function request(method, path, { body, headers = {}, raw = false } = {}) {
+// JSON in and out (or raw bytes out: `bytes`, a plug-in package); `raw` hands back the
+// Response itself (a log range), and lets a 416 through for the caller to handle.
+export async function request(method, path, { body, bytes, contentType = "application/octet-stream", headers = {}, raw = false } = {}) {
   const init = { method, headers: { authorization: `Bearer ${token}`, ...headers }, cache: "no-store" };
   if (body !== undefined) {
     init.headers["content-type"] = "application/json";
     init.body = JSON.stringify(body);
+  } else if (bytes !== undefined) {
+    init.headers["content-type"] = contentType;
+    init.body = bytes;
   }
   let res;
   try {
@@ -62,7 +65,14 @@ export async function request(method, path, { body, headers = {}, raw = false } 
 
 export const get = (path) => request("GET", path);
 export const post = (path, body = {}, headers) => request("POST", path, { body, headers });
+export const patch = (path, body) => request("PATCH", path, { body });
 export const del = (path) => request("DELETE", path);
+
+// Posts raw bytes; answers the status (a 201 and a 200 mean different things) and the JSON.
+export async function upload(path, bytes, contentType) {
+  const res = await request("POST", path, { bytes, contentType, raw: true });
+  return { status: res.status, body: await res.json() };
+}
 
 async function toError(res) {
   let message = "";

@@ -1,21 +1,31 @@
 // Outpost dashboard: agents, deployments and their logs, polled from the management
-// API; and what an admin does there: deploy, revoke agents, create registration and
-// API tokens. No framework and no build step; ES modules only. Every piece of server
-// data goes into the page as text (dom.js), never as markup.
+// API; and what an admin does there: deploy (to agents or tags, with properties, a
+// rollout, shell and plug-in steps), cancel a deployment, tag agents, revoke agents,
+// upload and delete plug-ins, keep secrets, create registration and API tokens. No
+// framework and no build step; ES modules only. Every piece of server data goes into
+// the page as text (dom.js), never as markup.
 import { initAgents, renderAgents, resetAgents } from "./agents.js";
 import { AuthError, forgetToken, get, setToken, storedToken, storeToken } from "./api.js";
 import { applyFirstPage, firstPagePath, initDeployments, openDeployment, pollOpen, renderDeployments, resetDeployments } from "./deployments.js";
 import { $, clock } from "./dom.js";
 import { closeLog, pollLog } from "./log-view.js";
-import { closeForm, initNewDeployment, renderAgentChoices } from "./new-deployment.js";
+import { closeForm, initNewDeployment, refreshStepChoices, renderAgentChoices } from "./new-deployment.js";
+import { initPlugins, loadPlugins, resetPlugins } from "./plugins.js";
+import { initSecrets, loadSecrets, resetSecrets } from "./secrets.js";
+import { initStepEditor } from "./step-editor.js";
 import { initTokens, loadTokens, resetTokens, roleKnown } from "./tokens.js";
 
 const REFRESH_MS = 2000;
 const HIDDEN_REFRESH_MS = 15000;
+// The plug-ins and secrets change only when someone uploads or saves one: they are read
+// at sign-in, after this page changes them, when the deployment form opens, and at
+// most this often otherwise.
+const PANELS_REFRESH_MS = 30000;
 
 let token = null;
 let timer = null;
 let tokenAccepted = false;
+let panelsReadAt = 0;
 let generation = 0; // bumped on sign-out (and on each restart of the poll loop) so a poll already in flight cannot re-render
 
 // --- token --------------------------------------------------------------------
@@ -42,6 +52,9 @@ function showLogin(message) {
   resetDeployments();
   resetAgents();
   resetTokens();
+  resetPlugins();
+  resetSecrets();
+  panelsReadAt = 0;
   closeForm();
   $("dashboard").hidden = true;
   $("signout").hidden = true;
@@ -97,6 +110,7 @@ async function refresh(gen) {
       if (gen !== generation) return;
       tokenAccepted = true;
     }
+    if (Date.now() - panelsReadAt > PANELS_REFRESH_MS) loadPanels(gen);
     const [a, page] = await Promise.all([agents, get(firstPagePath()), roleKnown() ? null : loadTokens()]);
     if (gen !== generation) return;
     renderAgents(a.agents);
@@ -124,6 +138,15 @@ async function refresh(gen) {
   if (gen === generation) timer = setTimeout(() => refresh(gen), document.hidden ? HIDDEN_REFRESH_MS : REFRESH_MS);
 }
 
+// Each panel says in its own message line when it cannot be read; only a refused token
+// concerns the whole page.
+function loadPanels(gen = generation) {
+  panelsReadAt = Date.now();
+  Promise.all([loadPlugins(), loadSecrets()]).catch((err) => {
+    if (gen === generation && err instanceof AuthError) refused(err);
+  });
+}
+
 function setConn(kind, text) {
   const c = $("conn");
   c.className = `conn ${kind}`;
@@ -136,8 +159,12 @@ const hooks = { refused, changed: () => token && restart() };
 initAgents(hooks);
 initDeployments(hooks);
 initTokens({ refused, role: showRole });
+initPlugins({ refused, changed: refreshStepChoices });
+initSecrets({ refused, changed: refreshStepChoices });
+initStepEditor({ refused });
 initNewDeployment({
   refused,
+  opened: () => token && loadPanels(),
   created: (id) => {
     openDeployment(id);
     restart();

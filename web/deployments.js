@@ -4,16 +4,14 @@
 import { ACTIVE_STEP_STATUSES, FINAL_DEPLOYMENT_STATUSES, FINAL_STEP_STATUSES } from "./vocabulary.js";
 import { agentStatus } from "./agents.js";
 import { AuthError, enc, get } from "./api.js";
-import { $, ago, badge, clock, duration, el, reconcile, roughly, say, when } from "./dom.js";
+import { detailModel, detailRows, initDetail } from "./deployment-detail.js";
+import { $, ago, badge, duration, el, reconcile, say, when } from "./dom.js";
 import { closeLog, openLog, selectedStepId, updateStep } from "./log-view.js";
 
 export const PAGE_SIZE = 25;
 const TERMINAL_DEPLOYMENT = new Set(FINAL_DEPLOYMENT_STATUSES);
 // Counts read results first, then what is still running, then what waits.
 const COUNT_ORDER = [...FINAL_STEP_STATUSES, ...[...ACTIVE_STEP_STATUSES].reverse()];
-// A result received this long after the step finished (it was produced during an
-// outage and delivered later) says so beside its times.
-const LATE_REPORT_MS = 10_000;
 
 let known = new Map(); // id → summary, of the pages shown
 let firstNext = null; // `next` of the first page
@@ -25,6 +23,7 @@ let hooks = { refused: () => {} };
 
 export function initDeployments(h) {
   hooks = h;
+  initDetail({ refused: h.refused, changed: h.changed, rerender: () => renderDeployments() });
   $("older").addEventListener("click", loadOlder);
 }
 
@@ -131,7 +130,10 @@ function toggle(id) {
   renderDeployments();
 }
 
-function selectStep(view, step) {
+function selectStep(stepId) {
+  const view = open?.view;
+  const step = view?.steps.find((x) => x.id === stepId);
+  if (!step) return;
   if (selectedStepId() === step.id) closeLog();
   else openLog(view, step).catch(failed);
   renderDeployments();
@@ -184,28 +186,7 @@ function deploymentModel(d, statuses) {
     duration: duration(d.createdAt, finishedAt),
     open: isOpen,
     error: isOpen ? open.error : null,
-    steps: view ? view.steps.map((s) => stepModel(s, statuses)) : null,
-  };
-}
-
-function stepModel(s, statuses) {
-  const late = s.reportedAt && s.finishedAt ? new Date(s.reportedAt) - new Date(s.finishedAt) : 0;
-  return {
-    id: s.id,
-    name: s.name,
-    agent: s.agent,
-    // A step still waiting on an agent that is offline says so: its work goes on, or
-    // will once the agent is back, and its result arrives when the agent reconnects.
-    offline: ACTIVE_STEP_STATUSES.includes(s.status) && statuses.get(s.agent) !== "online",
-    status: s.status,
-    exitCode: s.exitCode,
-    reason: s.reason,
-    started: s.startedAt ? clock(new Date(s.startedAt)) : "—",
-    startedTitle: when(s.startedAt),
-    duration: s.startedAt ? duration(s.startedAt, s.finishedAt) : "",
-    reported: late >= LATE_REPORT_MS ? `reported ${roughly(late)} later` : null,
-    reportedTitle: s.reportedAt ? `finished ${when(s.finishedAt)}; result received ${when(s.reportedAt)}` : null,
-    selected: selectedStepId() === s.id,
+    detail: view ? detailModel(view, statuses, selectedStepId()) : null,
   };
 }
 
@@ -228,29 +209,7 @@ function deploymentBody(m) {
   );
   if (!m.open) return body;
   if (m.error) body.append(el("tr", { class: "note-row" }, el("td", { colspan: 6, class: "log-error", text: m.error })));
-  else if (!m.steps) body.append(el("tr", { class: "note-row" }, el("td", { colspan: 6, class: "muted", text: "Loading its steps…" })));
-  for (const s of m.steps ?? []) body.append(stepRow(m, s));
+  else if (!m.detail) body.append(el("tr", { class: "note-row" }, el("td", { colspan: 6, class: "muted", text: "Loading its steps…" })));
+  if (m.detail) body.append(...detailRows(m, selectStep));
   return body;
-}
-
-function stepRow(m, s) {
-  return el("tr", { class: `step-row${s.selected ? " selected" : ""}`, "data-step": s.id, "data-status": s.status },
-    el("td", { class: "step-name" },
-      el("button", {
-        type: "button", class: "link", "aria-pressed": String(s.selected), title: "Show this step's log",
-        onclick: () => {
-          const step = open?.view?.steps.find((x) => x.id === s.id);
-          if (step) selectStep(open.view, step);
-        },
-      }, s.name),
-      s.reason ? el("span", { class: "reason", text: s.reason }) : null),
-    el("td", { class: "muted agent" }, s.agent, s.offline
-      ? el("span", { class: "agent-offline", text: "offline", title: "The agent is offline; the step's result arrives when it reconnects" })
-      : null),
-    el("td", { class: "status" }, badge(s.status)),
-    el("td", { class: `mono exit${s.exitCode ? " nonzero" : ""}`, text: s.exitCode ?? "" }),
-    el("td", { class: "started", title: s.startedTitle }, s.started),
-    el("td", { class: "mono duration", title: s.reportedTitle }, s.duration,
-      s.reported ? el("span", { class: "reported", text: s.reported }) : null),
-  );
 }

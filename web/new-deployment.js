@@ -1,18 +1,28 @@
-// "New deployment": a form for POST /api/v1/deployments. Every chosen agent runs all
-// the steps in order. The request carries an Idempotency-Key, kept for as long as the
-// body stays the same, so submitting again after a lost answer cannot deploy twice.
+// "New deployment": a form for POST /api/v1/deployments. The targets are named either as
+// agents or as tags (every live agent carrying all of them); the deployment may carry
+// properties and a rollout (a batch size, a count or a percentage, and whether a failed
+// wave stops the rest); the steps are shell or plug-in steps (step-editor.js), run in
+// order by every target. The request carries an Idempotency-Key, kept for as long as the
+// body stays the same, so submitting again after a lost answer cannot deploy twice. The
+// server's refusals (422: an unknown plug-in, a missing input…) are shown as it words them.
 import { AuthError, post } from "./api.js";
 import { agentList } from "./agents.js";
 import { $, el, say } from "./dom.js";
+import { addRow, parseTags, readRows } from "./kv.js";
+import { addPluginStep, addShellStep, readSteps, refreshChoices } from "./step-editor.js";
 
-let hooks = { refused: () => {}, created: () => {} };
+let hooks = { refused: () => {}, created: () => {}, opened: () => {} };
 let attempt = null; // { key, body }: the last body sent and its key
 
 export function initNewDeployment(h) {
   hooks = h;
   $("new-deployment-open").addEventListener("click", () => (isOpen() ? closeForm() : openForm()));
   $("nd-cancel").addEventListener("click", closeForm);
-  $("nd-add-step").addEventListener("click", () => addStep().querySelector("input").focus());
+  $("nd-add-step").addEventListener("click", () => addShellStep($("nd-steps")).querySelector(".nd-step-command").focus());
+  $("nd-add-plugin-step").addEventListener("click", () => addPluginStep($("nd-steps")).querySelector(".nd-plugin").focus());
+  $("nd-add-prop").addEventListener("click", () => addRow($("nd-props")).querySelector("input").focus());
+  for (const radio of document.querySelectorAll('input[name="nd-target-mode"]')) radio.addEventListener("change", showTargetMode);
+  $("nd-tags").addEventListener("input", renderTagMatches);
   $("new-deployment").addEventListener("submit", (e) => {
     e.preventDefault();
     submit();
@@ -20,12 +30,15 @@ export function initNewDeployment(h) {
 }
 
 const isOpen = () => !$("new-deployment").hidden;
+const byTags = () => $("nd-by-tags").checked;
 
 function openForm() {
   $("new-deployment").hidden = false;
   $("new-deployment-open").setAttribute("aria-expanded", "true");
-  if ($("nd-steps").children.length === 0) addStep();
+  if ($("nd-steps").children.length === 0) addShellStep($("nd-steps"));
+  showTargetMode();
   renderAgentChoices();
+  hooks.opened(); // the plug-ins and secrets to choose from are read again
   $("nd-name").focus();
 }
 
@@ -34,18 +47,28 @@ export function closeForm() {
   $("new-deployment-open").setAttribute("aria-expanded", "false");
   $("new-deployment").reset();
   $("nd-steps").replaceChildren();
+  $("nd-props").replaceChildren();
   $("nd-agent-list").replaceChildren();
+  $("nd-tag-matches").textContent = "";
   delete $("nd-agent-list").dataset.sig;
   say($("nd-message"), "");
   attempt = null;
 }
 
+function showTargetMode() {
+  $("nd-agents").hidden = byTags();
+  $("nd-tags-row").hidden = !byTags();
+  renderTagMatches();
+}
+
 // The agents to choose from follow the agent list; what was ticked stays ticked.
 export function renderAgentChoices() {
   if (!isOpen()) return;
+  renderTagMatches();
+  refreshChoices($("nd-steps"));
   const box = $("nd-agent-list");
   const agents = agentList();
-  const sig = JSON.stringify(agents.map((a) => [a.name, a.status]));
+  const sig = JSON.stringify(agents.map((a) => [a.name, a.status, a.tags ?? []]));
   if (box.dataset.sig === sig) return; // unchanged: leave focus and ticks alone
   box.dataset.sig = sig;
   const ticked = new Set([...box.querySelectorAll("input:checked")].map((i) => i.value));
@@ -58,36 +81,55 @@ export function renderAgentChoices() {
   if (agents.length === 0) box.append(el("span", { class: "muted", text: "No agents registered yet." }));
 }
 
-function addStep() {
-  const list = $("nd-steps");
-  const n = list.children.length + 1;
-  const item = el("li", { class: "step-editor" },
-    el("input", { class: "nd-step-name", "aria-label": "Step name", placeholder: "name", maxlength: 200, value: `step ${n}` }),
-    el("input", { class: "nd-step-command mono", "aria-label": "Shell command", placeholder: "shell command, e.g. ./deploy.sh", required: true }),
-    el("input", { class: "nd-step-timeout", type: "number", min: 1, "aria-label": "Timeout in seconds", placeholder: "timeout s" }),
-    el("label", { class: "check", title: "Re-run this step if its fate is unknown (the machine rebooted while it ran)" },
-      el("input", { class: "nd-step-retry", type: "checkbox" }), " safe to re-run"),
-    el("button", { type: "button", class: "quiet", "aria-label": "Remove this step", onclick: () => { item.remove(); } }, "Remove"),
-  );
-  list.append(item);
-  return item;
+// The plug-ins or secrets changed (uploaded, deleted): the steps' choices follow.
+export function refreshStepChoices() {
+  if (isOpen()) refreshChoices($("nd-steps"));
+}
+
+// Which agents the tags name now, as the page last saw them (the server decides at creation).
+function renderTagMatches() {
+  const out = $("nd-tag-matches");
+  if (!isOpen() || !byTags()) return (out.textContent = "");
+  const { tags, error } = parseTags($("nd-tags").value);
+  if (error) return (out.textContent = error);
+  if (!tags.length) return (out.textContent = "Every agent carrying all these tags, e.g. web, eu-west");
+  const matching = agentList().filter((a) => tags.every((t) => (a.tags ?? []).includes(t)));
+  out.textContent = matching.length
+    ? `Now: ${matching.map((a) => `${a.name}${a.status === "online" ? "" : " (offline)"}`).join(", ")}`
+    : "No agent carries all these tags now.";
+}
+
+function readRollout() {
+  const batch = $("nd-batch").value.trim();
+  const stop = $("nd-stop-on-failure").checked;
+  if (!batch) return stop ? { error: "Stopping on failure needs a batch size (the waves it stops between)." } : {};
+  if (/^\d+$/.test(batch)) return { rollout: { batchSize: Number(batch), stopOnFailure: stop } };
+  if (/^\d+%$/.test(batch)) return { rollout: { batchSize: batch, stopOnFailure: stop } };
+  return { error: "The batch size is a number of agents (2) or a percentage (25%)." };
 }
 
 function readForm() {
-  const agents = [...$("nd-agent-list").querySelectorAll("input:checked")].map((i) => i.value);
-  const steps = [...$("nd-steps").children].map((li) => {
-    const timeout = li.querySelector(".nd-step-timeout").value.trim();
-    const step = { name: li.querySelector(".nd-step-name").value.trim(), type: "shell", command: li.querySelector(".nd-step-command").value };
-    if (timeout) step.timeoutSeconds = Number(timeout);
-    if (li.querySelector(".nd-step-retry").checked) step.retry = "safe";
-    return step;
-  });
-  const body = { agents, steps };
+  const body = {};
   const name = $("nd-name").value.trim();
   if (name) body.name = name;
-  if (agents.length === 0) return { error: "Choose at least one agent." };
-  if (steps.length === 0) return { error: "Add at least one step." };
-  if (steps.some((s) => !s.name || !s.command.trim())) return { error: "Every step needs a name and a command." };
+  if (byTags()) {
+    const { tags, error } = parseTags($("nd-tags").value);
+    if (error) return { error: `Tags: ${error}.` };
+    if (tags.length === 0) return { error: "Give at least one tag." };
+    body.targets = { tags };
+  } else {
+    body.agents = [...$("nd-agent-list").querySelectorAll("input:checked")].map((i) => i.value);
+    if (body.agents.length === 0) return { error: "Choose at least one agent." };
+  }
+  const props = readRows($("nd-props"));
+  if (props.error) return { error: `Properties: ${props.error}.` };
+  if (Object.keys(props.properties).length) body.properties = props.properties;
+  const rollout = readRollout();
+  if (rollout.error) return rollout;
+  if (rollout.rollout) body.rollout = rollout.rollout;
+  const steps = readSteps($("nd-steps"));
+  if (steps.error) return steps;
+  body.steps = steps.steps;
   return { body };
 }
 

@@ -1,11 +1,12 @@
 // Worker entry: the HTTP API (management + agent) and the cron that repeats
 // interrupted dispatches. Static web assets are served before the Worker runs.
 import type { Env } from "./env.ts";
-import { redispatchStale } from "./deployments/dispatch.ts";
+import { pokeCoordinators, redispatchStale } from "./deployments/dispatch.ts";
 import { purgeExpiredKeys } from "./deployments/idempotency.ts";
 import { buildRouter } from "./router.ts";
 
 export { AgentChannel } from "../durable-objects/agent-channel.ts";
+export { DeploymentCoordinator } from "../durable-objects/deployment-coordinator.ts";
 
 const router = buildRouter();
 
@@ -17,6 +18,7 @@ export default {
   async scheduled(_controller, env) {
     const { attempted, failed } = await redispatchStale(env, Date.now());
     if (attempted > 0) console.log(`cron: re-dispatched ${attempted - failed} of ${attempted} interrupted dispatch(es)`);
+    await pokeCoordinators(env);
     await purgeExpiredKeys(env, Date.now());
   },
 } satisfies ExportedHandler<Env>;

@@ -7,25 +7,29 @@ import { toErrorResponse } from "./http-errors.ts";
 import { errorResponse } from "../schema/http.ts";
 import { withSecurityHeaders } from "./security-headers.ts";
 import { openChannel, postReports, pullCommands, putStepLog } from "./routes/agent-api.ts";
-import { evictAgentChannel, getAgent, listAgents, revokeAgent } from "./routes/agents.ts";
+import { evictAgentChannel, getAgent, listAgents, patchAgent, revokeAgent } from "./routes/agents.ts";
 import { createApiToken, listApiTokens, revokeApiToken } from "./routes/api-tokens.ts";
-import { getDeployment, getDeployments, getStepLog, postDeployment } from "./routes/deployments.ts";
+import { getDeployment, getDeployments, getStepLog, postCancel, postDeployment } from "./routes/deployments.ts";
 import { createRegistrationToken, registerAgent } from "./routes/registration.ts";
 import { getVocabulary } from "./routes/vocabulary.ts";
+import { deletePlugin, downloadPlugin, getPlugin, listPlugins, postPlugin } from "./routes/plugins.ts";
+import { createSecret, getSecrets, removeSecret } from "./routes/secrets.ts";
+import { getStepSecrets } from "./routes/step-secrets.ts";
 
 type Args = [env: Env, ctx: ExecutionContext];
 type Handler = (request: ApiRequest, env: Env, ctx: ExecutionContext) => Promise<Response>;
-type Method = "GET" | "POST" | "PUT" | "DELETE";
+type Method = "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
 
 const ROUTES: [path: string, methods: Partial<Record<Method, Handler>>][] = [
   ["/api/v1/registration-tokens", { POST: createRegistrationToken }],
   ["/api/v1/api-tokens", { GET: listApiTokens, POST: createApiToken }],
   ["/api/v1/api-tokens/:id", { DELETE: revokeApiToken }],
   ["/api/v1/agents", { GET: listAgents }],
-  ["/api/v1/agents/:id", { GET: getAgent, DELETE: revokeAgent }],
+  ["/api/v1/agents/:id", { GET: getAgent, PATCH: patchAgent, DELETE: revokeAgent }],
   ["/api/v1/test-hooks/agents/:id/evict", { POST: evictAgentChannel }],
   ["/api/v1/deployments", { GET: getDeployments, POST: postDeployment }],
   ["/api/v1/deployments/:id", { GET: getDeployment }],
+  ["/api/v1/deployments/:id/cancel", { POST: postCancel }],
   ["/api/v1/deployments/:id/steps/:stepId/log", { GET: getStepLog }],
   ["/vocabulary.js", { GET: getVocabulary }],
   ["/agent/v1/register", { POST: registerAgent }],
@@ -33,6 +37,12 @@ const ROUTES: [path: string, methods: Partial<Record<Method, Handler>>][] = [
   ["/agent/v1/commands", { GET: pullCommands }],
   ["/agent/v1/reports", { POST: postReports }],
   ["/agent/v1/steps/:stepId/log", { PUT: putStepLog }],
+  ["/api/v1/plugins", { GET: listPlugins, POST: postPlugin }],
+  ["/api/v1/plugins/:id/:version", { GET: getPlugin, DELETE: deletePlugin }],
+  ["/agent/v1/plugins/:id/:version", { GET: downloadPlugin }],
+  ["/api/v1/secrets", { GET: getSecrets, POST: createSecret }],
+  ["/api/v1/secrets/:name", { DELETE: removeSecret }],
+  ["/agent/v1/steps/:stepId/secrets", { POST: getStepSecrets }],
 ];
 
 export function buildRouter() {

@@ -5,13 +5,40 @@
 import WebSocket from "ws";
 import type { TestServer } from "../support/local-server.ts";
 
-type Command = { seq: number; deploymentId: string; steps: { stepId: string; name: string; command: string }[] };
+// A step as the deploy command carries it (schema/agent-api.ts stepToRun): a shell step
+// has `command`; a plug-in step has the pinned plug-in, its argv, its inputs as written
+// (expressions unresolved), their definitions and the declared outputs.
+export type StepToRun = {
+  stepId: string;
+  position?: number;
+  name: string;
+  type?: "shell" | "plugin";
+  command?: string;
+  plugin?: { id: string; version: string; sha256: string };
+  step?: string;
+  run?: string[];
+  inputs?: Record<string, string | number | boolean>;
+  inputDefs?: { name: string; type: string; required: boolean; secret: boolean; default?: unknown }[];
+  outputs?: string[];
+  secrets?: string[];
+};
+export type Command = {
+  seq: number;
+  type?: "deploy";
+  id?: string;
+  deploymentId: string;
+  context?: { deploymentProperties: Record<string, string>; agentName: string; agentProperties: Record<string, string> };
+  steps: StepToRun[];
+};
+export type CancelCommand = { seq: number; type: "cancel"; id: string; deploymentId: string };
 
 export class FakeAgent {
   agentId = "";
   credential = "";
   private lastSeq = 0;
   private readonly commands = new Map<string, Command>();
+  private readonly cancels = new Map<string, CancelCommand>();
+  private readonly ended = new Set<string>(); // step ids reported finished
   private ws: WebSocket | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
   // The close code of the last socket, once it closed.
@@ -70,20 +97,53 @@ export class FakeAgent {
     await this.closeCode;
   }
 
+  // One pull of whatever commands are new: deploy commands and cancels are kept apart.
+  async pull(): Promise<void> {
+    const r = await this.call("GET", `/agent/v1/commands?after=${this.lastSeq}`);
+    if (r.status !== 200) throw new Error(`pull: ${r.status} ${JSON.stringify(r.json)}`);
+    for (const c of r.json.commands as (Command | CancelCommand)[]) {
+      if (c.type === "cancel") this.cancels.set(c.deploymentId, c);
+      else this.commands.set(c.deploymentId, c);
+      this.lastSeq = Math.max(this.lastSeq, c.seq);
+    }
+  }
+
   // Pulls until the deployment's command is here; returns it.
   async command(deploymentId: string, ms = 15_000): Promise<Command> {
     const t0 = Date.now();
     while (!this.commands.has(deploymentId)) {
       if (Date.now() - t0 > ms) throw new Error(`${this.name}: no command for deployment ${deploymentId} after ${ms} ms`);
-      const r = await this.call("GET", `/agent/v1/commands?after=${this.lastSeq}`);
-      if (r.status !== 200) throw new Error(`pull: ${r.status} ${JSON.stringify(r.json)}`);
-      for (const c of r.json.commands as Command[]) {
-        this.commands.set(c.deploymentId, c);
-        this.lastSeq = Math.max(this.lastSeq, c.seq);
-      }
+      await this.pull();
       if (!this.commands.has(deploymentId)) await new Promise((r) => setTimeout(r, 100));
     }
     return this.commands.get(deploymentId)!;
+  }
+
+  // Whether the deployment's command has reached this agent (after one more pull).
+  async hasCommand(deploymentId: string): Promise<boolean> {
+    await this.pull();
+    return this.commands.has(deploymentId);
+  }
+
+  // Pulls until the deployment's cancel command is here; returns it.
+  async cancelCommand(deploymentId: string, ms = 15_000): Promise<CancelCommand> {
+    const t0 = Date.now();
+    while (!this.cancels.has(deploymentId)) {
+      if (Date.now() - t0 > ms) throw new Error(`${this.name}: no cancel for deployment ${deploymentId} after ${ms} ms`);
+      await this.pull();
+      if (!this.cancels.has(deploymentId)) await new Promise((r) => setTimeout(r, 100));
+    }
+    return this.cancels.get(deploymentId)!;
+  }
+
+  // Answers a cancel as the real agent does (docs/protocol.md §Cancel): every step of the
+  // deployment it has not reported finished is reported `canceled`. Returns their ids.
+  async cancelUnfinished(deploymentId: string): Promise<string[]> {
+    await this.cancelCommand(deploymentId);
+    const cmd = this.commands.get(deploymentId);
+    const open = (cmd?.steps ?? []).map((s) => s.stepId).filter((id) => !this.ended.has(id));
+    for (const stepId of open) await this.finished(deploymentId, stepId, { status: "canceled", exitCode: null, reason: "canceled" });
+    return open;
   }
 
   async putLog(stepId: string, offset: number, bytes: Uint8Array): Promise<number> {
@@ -108,11 +168,14 @@ export class FakeAgent {
     await this.report([{ type: "step-started", id: `${stepId}:started`, deploymentId, stepId, at }]);
   }
 
-  async finished(deploymentId: string, stepId: string, result: { status?: string; exitCode?: number | null; reason?: string | null; at?: number } = {}) {
+  async finished(deploymentId: string, stepId: string,
+    result: { status?: string; exitCode?: number | null; reason?: string | null; at?: number; outputs?: Record<string, string> } = {}) {
     await this.report([{
       type: "step-finished", id: `${stepId}:finished`, deploymentId, stepId,
       status: result.status ?? "succeeded", exitCode: result.exitCode === undefined ? 0 : result.exitCode, reason: result.reason ?? null, at: result.at ?? Date.now(),
+      ...(result.outputs ? { outputs: result.outputs } : {}),
     }]);
+    this.ended.add(stepId);
   }
 
   // Runs a whole one-step command: pull, output, started, finished.

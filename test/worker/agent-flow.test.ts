@@ -3,10 +3,10 @@
 import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import type { Command, PullResponse, Report } from "../../schema/agent-api.ts";
+import type { Report } from "../../schema/agent-api.ts";
 import type { AgentChannel } from "../../durable-objects/agent-channel.ts";
 import { openLedger } from "../../durable-objects/ledger.ts";
-import { agentCall, call, createDeployment, eventually, expectError, registerAgent, TestSocket, untilPullWaiting, type TestAgent } from "./helpers.ts";
+import { agentCall, call, createDeployment, eventually, expectError, registerAgent, TestSocket, untilPullWaiting, type Cmd as Command, type DeployPull as PullResponse, type TestAgent } from "./helpers.ts";
 
 const stub = (agent: TestAgent) => env.AGENT_CHANNEL.get(env.AGENT_CHANNEL.idFromName(agent.agentId));
 
@@ -54,7 +54,7 @@ describe("agent protocol", () => {
     expect(commands).toHaveLength(1);
     const cmd = commands[0];
     expect(cmd).toMatchObject({ seq: 1, type: "deploy", deploymentId: id });
-    expect(cmd.steps.map((s) => [s.position, s.name, s.command, s.retry])).toEqual([
+    expect(cmd.steps.map((s) => [s.position, s.name, s.type === "shell" ? s.command : null, s.retry])).toEqual([
       [0, "build", "make", "never"],
       [1, "ship", "make ship", "never"],
     ]);

@@ -4,6 +4,7 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { createDeployment as createRows } from "../../worker/deployments/create.ts";
+import { createDeploymentBody } from "../../schema/api.ts";
 import { d1 } from "../../d1/db.ts";
 import { registerAgent, TestSocket, withClockAhead, type TestAgent } from "./helpers.ts";
 
@@ -63,7 +64,7 @@ describe("hello flood", () => {
 
     // Targets left undispatched (as if their dispatch died after the D1 batch), old enough.
     // The first hello looks them up and stores what it finds (then notifies).
-    const early = await createRows(d1(env), env.DB, body, Date.now() - 6000);
+    const early = await createRows(d1(env), env.DB, createDeploymentBody.parse(body), Date.now() - 6000);
     const first = await TestSocket.open(agent);
     helloWith(first, "1");
     await first.next("welcome");
@@ -71,7 +72,7 @@ describe("hello flood", () => {
     expect(await undispatched(early.id)()).not.toBeNull();
 
     // Another such target; reconnecting at once does not repeat the lookup.
-    const rows = await createRows(d1(env), env.DB, body, Date.now() - 6000);
+    const rows = await createRows(d1(env), env.DB, createDeploymentBody.parse(body), Date.now() - 6000);
     const dispatched = undispatched(rows.id);
     const second = await TestSocket.open(agent);
     helloWith(second, "1");

@@ -151,13 +151,16 @@ export async function eventually<T>(check: () => Promise<T | undefined | null | 
 
 // ---- agent-side calls and report builders shared by the protocol tests ----
 
-export async function pull(agent: TestAgent, after: number, wait = 0): Promise<import("../../schema/agent-api.ts").PullResponse> {
+// The protocol tests pull deploy commands (a cancel command has no steps).
+export type Cmd = Extract<import("../../schema/agent-api.ts").Command, { type: "deploy" }>;
+export type DeployPull = Omit<import("../../schema/agent-api.ts").PullResponse, "commands"> & { commands: Cmd[] };
+
+export async function pull(agent: TestAgent, after: number, wait = 0): Promise<DeployPull> {
   const res = await agentCall(agent, `/agent/v1/commands?after=${after}&wait=${wait}`);
   expect(res.status, await res.clone().text()).toBe(200);
-  return (await res.json()) as import("../../schema/agent-api.ts").PullResponse;
+  return (await res.json()) as DeployPull;
 }
 
-type Cmd = import("../../schema/agent-api.ts").Command;
 type Rep = import("../../schema/agent-api.ts").Report;
 
 export function postReports(agent: TestAgent, reports: Rep[]): Promise<Response> {

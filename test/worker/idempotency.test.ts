@@ -2,6 +2,7 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { createDeployment as createRows } from "../../worker/deployments/create.ts";
+import { createDeploymentBody } from "../../schema/api.ts";
 import { requestHash } from "../../worker/deployments/idempotency.ts";
 import { d1 } from "../../d1/db.ts";
 import { call, countRows, expectError, pull, registerAgent } from "./helpers.ts";
@@ -56,7 +57,7 @@ describe("§Idempotent requests", () => {
     const agent = await registerAgent("idem-5");
     const b = body(agent.name);
     // The first request committed its batch (with the key) and died before dispatching.
-    const { id } = await createRows(d1(env), env.DB, b, Date.now(), { key: "key-5", requestHash: await requestHash(b) });
+    const { id } = await createRows(d1(env), env.DB, createDeploymentBody.parse(b), Date.now(), { key: "key-5", requestHash: await requestHash(createDeploymentBody.parse(b)) });
     expect((await pull(agent, 0)).commands).toEqual([]);
     const res = await post(b, "key-5");
     expect(res.status).toBe(201);

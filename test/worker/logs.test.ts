@@ -1,9 +1,8 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import type { PullResponse } from "../../schema/agent-api.ts";
 import { LIMITS } from "../../schema/limits.ts";
 import { tryAppendAt } from "../../worker/logs.ts";
-import { agentCall, call, createDeployment, expectError, registerAgent, type TestAgent } from "./helpers.ts";
+import { agentCall, call, createDeployment, expectError, registerAgent, type DeployPull as PullResponse, type TestAgent } from "./helpers.ts";
 
 const enc = new TextEncoder();
 

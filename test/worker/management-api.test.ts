@@ -132,6 +132,6 @@ describe("GET /api/v1/agents", () => {
   it("lists agents with presence fields", async () => {
     const a = await registerAgent("listed");
     const { agents } = (await (await call("/api/v1/agents")).json()) as { agents: Record<string, unknown>[] };
-    expect(agents.find((x) => x.id === a.agentId)).toEqual({ id: a.agentId, name: "listed", status: "offline", version: "1.0.0", lastSeenAt: null });
+    expect(agents.find((x) => x.id === a.agentId)).toEqual({ id: a.agentId, name: "listed", status: "offline", version: "1.0.0", lastSeenAt: null, tags: [], properties: {} });
   });
 });

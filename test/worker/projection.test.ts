@@ -6,10 +6,11 @@ import worker from "../../worker/index.ts";
 import { describe, expect, it } from "vitest";
 import type { AgentChannel } from "../../durable-objects/agent-channel.ts";
 import { openLedger } from "../../durable-objects/ledger.ts";
-import type { PullResponse, Report } from "../../schema/agent-api.ts";
+import type { Report } from "../../schema/agent-api.ts";
 import { createDeployment as createRows } from "../../worker/deployments/create.ts";
+import { createDeploymentBody } from "../../schema/api.ts";
 import { d1 } from "../../d1/db.ts";
-import { agentCall, call, createDeployment, registerAgent } from "./helpers.ts";
+import { agentCall, call, createDeployment, registerAgent, type DeployPull as PullResponse } from "./helpers.ts";
 
 describe("projection retries", () => {
   it("keeps reports in the outbox while D1 fails and drains them from the alarm", async () => {
@@ -61,7 +62,7 @@ describe("cron re-dispatch", () => {
   it("stores a command its agent's channel never received", async () => {
     const agent = await registerAgent("never-stored");
     // The deployment's D1 batch committed, and the request died before any dispatch.
-    const rows = await createRows(d1(env), env.DB, { agents: [agent.name], steps: [{ name: "x", type: "shell", command: "true" }] }, Date.now() - 11_000);
+    const rows = await createRows(d1(env), env.DB, createDeploymentBody.parse({ agents: [agent.name], steps: [{ name: "x", type: "shell", command: "true" }] }), Date.now() - 11_000);
     const stub = env.AGENT_CHANNEL.get(env.AGENT_CHANNEL.idFromName(agent.agentId));
     await runInDurableObject(stub, (_i: AgentChannel, state) => {
       expect(openLedger(state.storage).head()).toBe(0); // the channel has never heard of it

@@ -4,8 +4,8 @@
 // it; reportedAt says when the server heard of the result.
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { agentCall, call, createDeployment, deploymentView, finishedReport, pull, registerAgent, startedReport, type TestAgent } from "./helpers.ts";
-import type { Command, Report } from "../../schema/agent-api.ts";
+import { agentCall, call, createDeployment, deploymentView, finishedReport, pull, registerAgent, startedReport, type Cmd as Command, type TestAgent } from "./helpers.ts";
+import type { Report } from "../../schema/agent-api.ts";
 
 const MIN = 60_000;
 

@@ -5,6 +5,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { AgentChannel } from "../../durable-objects/agent-channel.ts";
 import { createDeployment as createRows } from "../../worker/deployments/create.ts";
+import { createDeploymentBody } from "../../schema/api.ts";
 import { d1 } from "../../d1/db.ts";
 import worker from "../../worker/index.ts";
 import {
@@ -80,8 +81,8 @@ describe("§Dispatch: the agent's DO picks up undispatched targets", () => {
   it("on hello and on the presence alarm, for targets older than 5 s", async () => {
     const agent = await registerAgent("self-dispatch");
     // Rows written, dispatch never attempted (as if the request died right after the batch).
-    const old = await createRows(d1(env), env.DB, body(agent.name), Date.now() - 6000);
-    const young = await createRows(d1(env), env.DB, body(agent.name), Date.now());
+    const old = await createRows(d1(env), env.DB, createDeploymentBody.parse(body(agent.name)), Date.now() - 6000);
+    const young = await createRows(d1(env), env.DB, createDeploymentBody.parse(body(agent.name)), Date.now());
     const socket = await TestSocket.open(agent);
     socket.hello();
     expect(await socket.next("commands")).toEqual({ type: "commands", head: 1 });

@@ -1,15 +1,20 @@
-// Creating a deployment: every listed agent runs every step. All rows (and the
-// Idempotency-Key row, when given) are written in one atomic D1 batch; dispatch to
-// the agents happens afterwards.
+// Creating a deployment: every target agent runs every step. The targets (named, or
+// by tags) and plug-in versions are resolved now and kept; each target gets its
+// rollout wave. All rows (and the Idempotency-Key row, when given) are written in one
+// atomic D1 batch; dispatch to the agents happens afterwards (wave 1 at once, later
+// waves by the deployment's coordinator).
 import { sql } from "drizzle-orm";
 import { commandIdFor } from "../../schema/agent-api.ts";
-import { IDEMPOTENCY_KEY_TTL_MS, type CreateDeploymentBody } from "../../schema/api.ts";
+import { IDEMPOTENCY_KEY_TTL_MS, type CreateDeploymentBody, type Properties } from "../../schema/api.ts";
 import { DEFAULT_AGENT_LOST_AFTER_SECONDS } from "../../schema/steps.ts";
 import { prepared, type Db } from "../../d1/db.ts";
-import { HttpError } from "../http-errors.ts";
 import type { DispatchTarget, StepToDispatch } from "../../d1/dispatch-targets.ts";
+import { assignWaves } from "../../durable-objects/rollout-rules.ts";
+import { defineSteps } from "./step-definitions.ts";
+import { resolveTargets } from "./targets.ts";
 
 export type IdempotencyClaim = { key: string; requestHash: string };
+export type CreatedDeployment = { id: string; waves: number; firstWave: DispatchTarget[] };
 
 export async function createDeployment(
   db: Db,
@@ -17,32 +22,37 @@ export async function createDeployment(
   body: CreateDeploymentBody,
   now: number,
   claim: IdempotencyClaim | null = null,
-): Promise<{ id: string; targets: DispatchTarget[] }> {
-  const found = await db.all<{ id: string; name: string }>(
-    sql`SELECT id, name FROM agents
-         WHERE revoked_at IS NULL AND name IN (SELECT value FROM json_each(${JSON.stringify(body.agents)}))`,
-  );
-  const idByName = new Map(found.map((a) => [a.name, a.id]));
-  const unknown = body.agents.filter((n) => !idByName.has(n));
-  if (unknown.length > 0) {
-    throw new HttpError(422, `unknown agent${unknown.length > 1 ? "s" : ""}: ${unknown.join(", ")}`, { unknownAgents: unknown });
-  }
+): Promise<CreatedDeployment> {
+  const resolved = await resolveTargets(db, body);
+  const steps = await defineSteps(db, body.steps);
+  const { waves, waveOf } = assignWaves(resolved.length, body.rollout);
 
   const id = crypto.randomUUID();
-  const name = body.name ?? `deploy to ${body.agents.join(", ")}`.slice(0, 200);
+  const name = body.name ?? (body.agents ? `deploy to ${body.agents.join(", ")}` : `deploy to tags ${body.targets!.tags.join(", ")}`).slice(0, 200);
   const agentLostAfterSeconds = body.agentLostAfterSeconds ?? DEFAULT_AGENT_LOST_AFTER_SECONDS;
-  const targets: DispatchTarget[] = body.agents.map((agentName) => {
-    const agentId = idByName.get(agentName)!;
-    const steps: StepToDispatch[] = body.steps.map((s, position) => ({
+  const targets = resolved.map((agent, i) => {
+    const rows: StepToDispatch[] = steps.map((s, position) => ({
       id: crypto.randomUUID(),
       position,
-      name: s.name,
+      name: s.spec.name,
+      type: s.type,
       command: s.command,
-      timeoutSeconds: s.timeoutSeconds ?? null,
-      retry: s.retry ?? "never",
+      definition: s.definition,
+      timeoutSeconds: s.spec.timeoutSeconds ?? null,
+      retry: s.spec.retry ?? "never",
     }));
-    return { deploymentId: id, agentId, commandId: commandIdFor(id, agentId), agentLostAfterSeconds, steps };
+    const target: DispatchTarget = {
+      deploymentId: id,
+      agentId: agent.id,
+      commandId: commandIdFor(id, agent.id),
+      agentLostAfterSeconds,
+      context: { agentName: agent.name, agentProperties: JSON.parse(agent.properties) as Properties, deploymentProperties: body.properties },
+      steps: rows,
+    };
+    return { target, wave: waveOf(i), agentProperties: agent.properties };
   });
+  const pluginsUsed = [...new Map(steps.flatMap((s) => (s.plugin ? [[`${s.plugin.id}@${s.plugin.version}`, s.plugin] as const] : []))).values()];
+  const pluginOf = (position: number) => steps[position].plugin;
 
   // Rows travel as one JSON parameter per statement (json_each) to stay within
   // D1's 100-bound-parameters limit whatever the number of steps.
@@ -56,17 +66,26 @@ export async function createDeployment(
           prepared(raw, sql`INSERT INTO idempotency_keys (key, request_hash, deployment_id, created_at) VALUES (${claim.key}, ${claim.requestHash}, ${id}, ${now})`),
         ]
       : []),
-    prepared(raw, sql`INSERT INTO deployments (id, name, status, created_at, updated_at, agent_lost_after_seconds)
-                      VALUES (${id}, ${name}, 'queued', ${now}, ${now}, ${agentLostAfterSeconds})`),
-    prepared(raw, sql`INSERT INTO deployment_targets (deployment_id, agent_id, command_id, dispatched_at)
-               SELECT ${id}, json_extract(value, '$.agentId'), json_extract(value, '$.commandId'), NULL
-                 FROM json_each(${JSON.stringify(targets.map((t) => ({ agentId: t.agentId, commandId: t.commandId })))})`),
-    ...targets.map((t) =>
-      prepared(raw, sql`INSERT INTO deployment_steps (id, deployment_id, agent_id, position, name, type, command, timeout_seconds, retry, status)
-                 SELECT json_extract(value, '$.id'), ${id}, ${t.agentId}, json_extract(value, '$.position'), json_extract(value, '$.name'),
-                        'shell', json_extract(value, '$.command'), json_extract(value, '$.timeoutSeconds'), json_extract(value, '$.retry'), 'pending'
-                   FROM json_each(${JSON.stringify(t.steps)})`),
+    prepared(raw, sql`INSERT INTO deployments (id, name, status, created_at, updated_at, agent_lost_after_seconds, properties, target_tags, rollout, waves, current_wave)
+                      VALUES (${id}, ${name}, 'queued', ${now}, ${now}, ${agentLostAfterSeconds}, ${JSON.stringify(body.properties)},
+                              ${body.targets ? JSON.stringify(body.targets.tags) : null}, ${body.rollout ? JSON.stringify(body.rollout) : null}, ${waves}, 1)`),
+    prepared(raw, sql`INSERT INTO deployment_targets (deployment_id, agent_id, command_id, dispatched_at, wave, agent_properties)
+               SELECT ${id}, json_extract(value, '$.agentId'), json_extract(value, '$.commandId'), NULL, json_extract(value, '$.wave'), json_extract(value, '$.agentProperties')
+                 FROM json_each(${JSON.stringify(targets.map((t) => ({ agentId: t.target.agentId, commandId: t.target.commandId, wave: t.wave, agentProperties: t.agentProperties })))})`),
+    ...targets.map(({ target }) =>
+      prepared(raw, sql`INSERT INTO deployment_steps (id, deployment_id, agent_id, position, name, type, command, definition, plugin_id, plugin_version, timeout_seconds, retry, status)
+                 SELECT json_extract(value, '$.id'), ${id}, ${target.agentId}, json_extract(value, '$.position'), json_extract(value, '$.name'),
+                        json_extract(value, '$.type'), json_extract(value, '$.command'), json_extract(value, '$.definition'),
+                        json_extract(value, '$.pluginId'), json_extract(value, '$.pluginVersion'),
+                        json_extract(value, '$.timeoutSeconds'), json_extract(value, '$.retry'), 'pending'
+                   FROM json_each(${JSON.stringify(target.steps.map((s) => ({ ...s, pluginId: pluginOf(s.position)?.id ?? null, pluginVersion: pluginOf(s.position)?.version ?? null })))})`),
     ),
+    ...(pluginsUsed.length
+      ? [
+          prepared(raw, sql`INSERT INTO deployment_plugins (deployment_id, plugin_id, version)
+                     SELECT ${id}, json_extract(value, '$.id'), json_extract(value, '$.version') FROM json_each(${JSON.stringify(pluginsUsed)})`),
+        ]
+      : []),
   ]);
-  return { id, targets };
+  return { id, waves, firstWave: targets.filter((t) => t.wave === 1).map((t) => t.target) };
 }

@@ -11,7 +11,7 @@ import { d1 } from "../../d1/db.ts";
 import type { Env } from "../env.ts";
 import { HttpError } from "../http-errors.ts";
 import { undispatchedTargets } from "../../d1/dispatch-targets.ts";
-import { dispatchAll } from "./dispatch.ts";
+import { dispatchAll } from "../../durable-objects/dispatch.ts";
 
 export const IDEMPOTENCY_HEADER = "Idempotency-Key";
 

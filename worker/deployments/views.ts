@@ -2,17 +2,26 @@
 // name, then position), read in one D1 batch, i.e. one consistent snapshot. The list
 // is paged by a cursor and carries step counts by status, never the steps: a page of
 // 100 deployments costs 100 rows plus an index-only count, whatever their size.
-import type { DeploymentSummary, DeploymentView, StepView } from "../../schema/api.ts";
+import type { DeploymentSummary, DeploymentView, Properties, Rollout, StepView } from "../../schema/api.ts";
 import { STEP_STATUSES, type DeploymentStatus, type StepStatus } from "../../schema/steps.ts";
 import { HttpError } from "../http-errors.ts";
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 
-type DeploymentRow = { id: string; name: string; status: DeploymentStatus; createdAt: number; finishedAt: number | null };
-// A step as D1 returns it: the view's fields, with epoch-ms times.
-type StepRow = Omit<StepView, "startedAt" | "finishedAt" | "reportedAt"> & { startedAt: number | null; finishedAt: number | null; reportedAt: number | null };
+type DeploymentRow = { id: string; name: string; status: DeploymentStatus; createdAt: number; finishedAt: number | null; canceledAt: number | null };
+type DetailRow = DeploymentRow & { properties: string; targetTags: string | null; rollout: string | null; waves: number; currentWave: number };
+// A step as D1 returns it: the view's fields, with epoch-ms times and JSON text.
+type StepRow = Omit<StepView, "startedAt" | "finishedAt" | "reportedAt" | "plugin" | "outputs"> & {
+  startedAt: number | null;
+  finishedAt: number | null;
+  reportedAt: number | null;
+  pluginId: string | null;
+  pluginVersion: string | null;
+  pluginStep: string | null;
+  outputs: string | null;
+};
 
-const DEPLOYMENT_COLUMNS = "d.id, d.name, d.status, d.created_at AS createdAt, d.finished_at AS finishedAt";
+const DEPLOYMENT_COLUMNS = "d.id, d.name, d.status, d.created_at AS createdAt, d.finished_at AS finishedAt, d.canceled_at AS canceledAt";
 
 const deploymentFields = (d: DeploymentRow) => ({
   id: d.id,
@@ -20,23 +29,49 @@ const deploymentFields = (d: DeploymentRow) => ({
   status: d.status,
   createdAt: new Date(d.createdAt).toISOString(),
   finishedAt: iso(d.finishedAt),
+  canceledAt: iso(d.canceledAt),
 });
 
+const stepView = (s: StepRow): StepView => {
+  const { pluginId, pluginVersion, pluginStep, outputs, ...rest } = s;
+  return {
+    ...rest,
+    plugin: pluginId === null ? null : { id: pluginId, version: pluginVersion ?? "", step: pluginStep ?? "" },
+    outputs: outputs === null ? {} : (JSON.parse(outputs) as Record<string, string>),
+    startedAt: iso(s.startedAt),
+    finishedAt: iso(s.finishedAt),
+    reportedAt: iso(s.reportedAt),
+  };
+};
+
 export async function getDeploymentView(db: D1Database, id: string): Promise<DeploymentView | null> {
-  const [deployments, steps] = await db.batch<DeploymentRow | StepRow>([
-    db.prepare(`SELECT ${DEPLOYMENT_COLUMNS} FROM deployments d WHERE d.id = ?`).bind(id),
+  const [deployments, targets, steps] = await db.batch<DetailRow | { name: string } | StepRow>([
+    db
+      .prepare(
+        `SELECT ${DEPLOYMENT_COLUMNS}, d.properties, d.target_tags AS targetTags, d.rollout, d.waves, d.current_wave AS currentWave
+           FROM deployments d WHERE d.id = ?`,
+      )
+      .bind(id),
+    db.prepare(`SELECT a.name FROM deployment_targets t JOIN agents a ON a.id = t.agent_id WHERE t.deployment_id = ? ORDER BY t.wave, a.name`).bind(id),
     db.prepare(
-      `SELECT s.id, a.name AS agent, s.name, s.status, s.exit_code AS exitCode, s.reason,
+      `SELECT s.id, a.name AS agent, s.name, s.type, s.plugin_id AS pluginId, s.plugin_version AS pluginVersion,
+              json_extract(s.definition, '$.step') AS pluginStep, t.wave, s.outputs,
+              s.status, s.exit_code AS exitCode, s.reason,
               s.started_at AS startedAt, s.finished_at AS finishedAt, s.reported_at AS reportedAt
          FROM deployment_steps s JOIN agents a ON a.id = s.agent_id
-        WHERE s.deployment_id = ? ORDER BY a.name, s.position`,
+         JOIN deployment_targets t ON t.deployment_id = s.deployment_id AND t.agent_id = s.agent_id
+        WHERE s.deployment_id = ? ORDER BY t.wave, a.name, s.position`,
     ).bind(id),
   ]);
-  const d = deployments.results[0] as DeploymentRow | undefined;
+  const d = deployments.results[0] as DetailRow | undefined;
   if (!d) return null;
+  const rollout = d.rollout === null ? null : (JSON.parse(d.rollout) as Rollout);
   return {
     ...deploymentFields(d),
-    steps: (steps.results as StepRow[]).map((s) => ({ ...s, startedAt: iso(s.startedAt), finishedAt: iso(s.finishedAt), reportedAt: iso(s.reportedAt) })),
+    properties: JSON.parse(d.properties) as Properties,
+    targets: { agents: (targets.results as { name: string }[]).map((t) => t.name), tags: d.targetTags === null ? null : (JSON.parse(d.targetTags) as string[]) },
+    rollout: rollout === null ? null : { batchSize: rollout.batchSize, stopOnFailure: rollout.stopOnFailure, waves: d.waves, currentWave: d.currentWave },
+    steps: (steps.results as StepRow[]).map(stepView),
   };
 }
 

@@ -3,7 +3,7 @@
 import { logUploadQuery, pullQuery, reportsRequest } from "../../schema/agent-api.ts";
 import { LIMITS } from "../../schema/limits.ts";
 import { AGENT_ID_HEADER, type Refusal } from "../../durable-objects/agent-channel.ts";
-import { channelOf } from "../channels.ts";
+import { channelOf } from "../../durable-objects/channels.ts";
 import { requireAgent, type AgentIdentity } from "../auth.ts";
 import { parseWith, readBytes, readJson, singleQuery } from "../body.ts";
 import type { Env } from "../env.ts";

@@ -1,22 +1,35 @@
-// /api/v1/agents: list, one agent with its channel's state, revoke; and the chaos
+// /api/v1/agents: list, one agent with its channel's state, tags and properties, revoke; and the chaos
 // suite's eviction hook (only with OUTPOST_TEST_HOOKS=1).
 import { and, asc, eq, isNull, sql } from "drizzle-orm";
 import { d1, prepared } from "../../d1/db.ts";
 import { revokedStatements } from "../../d1/projection.ts";
-import { pathId, type AgentView } from "../../schema/api.ts";
+import { patchAgentBody, pathId, type AgentView, type Properties } from "../../schema/api.ts";
 import { agents } from "../../schema/d1.ts";
 import { errorResponse, json } from "../../schema/http.ts";
 import { requireApiRole } from "../auth.ts";
-import { parseWith } from "../body.ts";
-import { channelOf } from "../channels.ts";
+import { parseWith, readJson } from "../body.ts";
+import { channelOf } from "../../durable-objects/channels.ts";
 import type { Env } from "../env.ts";
 import { HttpError } from "../http-errors.ts";
 import type { ApiRequest } from "../api-request.ts";
 
-const VIEW_COLUMNS = { id: agents.id, name: agents.name, status: agents.status, version: agents.version, lastSeenAt: agents.lastSeenAt };
+const VIEW_COLUMNS = {
+  id: agents.id,
+  name: agents.name,
+  status: agents.status,
+  version: agents.version,
+  lastSeenAt: agents.lastSeenAt,
+  tags: agents.tags,
+  properties: agents.properties,
+};
 
-type ViewRow = { id: string; name: string; status: "online" | "offline"; version: string | null; lastSeenAt: number | null };
-const toView = (r: ViewRow): AgentView => ({ ...r, lastSeenAt: r.lastSeenAt === null ? null : new Date(r.lastSeenAt).toISOString() });
+type ViewRow = { id: string; name: string; status: "online" | "offline"; version: string | null; lastSeenAt: number | null; tags: string; properties: string };
+const toView = (r: ViewRow): AgentView => ({
+  ...r,
+  lastSeenAt: r.lastSeenAt === null ? null : new Date(r.lastSeenAt).toISOString(),
+  tags: JSON.parse(r.tags) as string[],
+  properties: JSON.parse(r.properties) as Properties,
+});
 
 
 // Revoked agents are gone from the API (their name stays taken).
@@ -40,6 +53,20 @@ export async function getAgent(request: ApiRequest, env: Env): Promise<Response>
   const row = await liveAgent(env, request);
   const status = await channelOf(env, row.id).status(row.id);
   return json({ ...toView(row), channel: status });
+}
+
+// Tags and properties are replaced whole by what is given; a deployment already created
+// keeps the targets and agent properties it resolved then.
+export async function patchAgent(request: ApiRequest, env: Env): Promise<Response> {
+  await requireApiRole(request, env, "admin");
+  const row = await liveAgent(env, request);
+  const body = await readJson(request, patchAgentBody);
+  const set: { tags?: string; properties?: string } = {};
+  if (body.tags !== undefined) set.tags = JSON.stringify(body.tags);
+  if (body.properties !== undefined) set.properties = JSON.stringify(body.properties);
+  const updated = await d1(env).update(agents).set(set).where(and(eq(agents.id, row.id), isNull(agents.revokedAt))).returning(VIEW_COLUMNS).get();
+  if (!updated) throw new HttpError(404, `agent ${row.id} not found`);
+  return json(toView(updated));
 }
 
 // docs/protocol.md §Revoke. Repeatable: a second call answers with the first revokedAt

@@ -1,10 +1,12 @@
 import { createDeploymentBody, listDeploymentsQuery, logRangeQuery, pathId } from "../../schema/api.ts";
+import { FINAL_DEPLOYMENT_STATUSES } from "../../schema/steps.ts";
 import { requireApiRole } from "../auth.ts";
 import { parseWith, readJson, singleQuery } from "../body.ts";
 import { d1 } from "../../d1/db.ts";
-import { createDeployment } from "../deployments/create.ts";
-import type { DispatchTarget } from "../../d1/dispatch-targets.ts";
-import { dispatchAll } from "../deployments/dispatch.ts";
+import { createDeployment, type CreatedDeployment } from "../deployments/create.ts";
+import { cancelDeployment } from "../../d1/rollout.ts";
+import { coordinatorOf } from "../../durable-objects/channels.ts";
+import { dispatchAll } from "../../durable-objects/dispatch.ts";
 import { findKey, idempotencyKey, replay, requestHash } from "../deployments/idempotency.ts";
 import { isUniqueViolation } from "../../d1/unique-violation.ts";
 import { decodeCursor, getDeploymentView, listDeploymentSummaries } from "../deployments/views.ts";
@@ -15,18 +17,18 @@ import { readLogRange } from "../logs.ts";
 import type { ApiRequest } from "../api-request.ts";
 
 
-export async function postDeployment(request: ApiRequest, env: Env): Promise<Response> {
+export async function postDeployment(request: ApiRequest, env: Env, ctx: ExecutionContext): Promise<Response> {
   await requireApiRole(request, env, "admin");
   const key = idempotencyKey(request);
   const body = await readJson(request, createDeploymentBody);
-  if (key === null) return created(env, await createDeployment(d1(env), env.DB, body, Date.now()));
+  if (key === null) return created(env, ctx, await createDeployment(d1(env), env.DB, body, Date.now()));
 
   // docs/protocol.md §Idempotent requests.
   const hash = await requestHash(body);
   const known = await findKey(env, key, Date.now());
   if (known) return replayed(await replay(env, key, known, hash));
   try {
-    return created(env, await createDeployment(d1(env), env.DB, body, Date.now(), { key, requestHash: hash }));
+    return created(env, ctx, await createDeployment(d1(env), env.DB, body, Date.now(), { key, requestHash: hash }));
   } catch (e) {
     if (!isUniqueViolation(e, "idempotency_keys.key")) throw e;
     // A concurrent request with this key won the race; its batch (and deployment) committed.
@@ -36,12 +38,39 @@ export async function postDeployment(request: ApiRequest, env: Env): Promise<Res
   }
 }
 
-// Awaited so that a 201 normally means "every agent has its command"; a failed
-// dispatch is repeated later (cron, the agent's DO, a retried request), the
-// deployment is accepted either way.
-async function created(env: Env, d: { id: string; targets: DispatchTarget[] }): Promise<Response> {
-  await dispatchAll(env, d.targets);
+// Awaited so that a 201 normally means "every agent of the first wave has its command";
+// a failed dispatch is repeated later (cron, the agent's DO, a retried request), the
+// deployment is accepted either way. Later waves are the coordinator's: it is poked
+// now, so its alarm carries the rollout on.
+async function created(env: Env, ctx: ExecutionContext, d: CreatedDeployment): Promise<Response> {
+  await dispatchAll(env, d.firstWave);
+  if (d.waves > 1) ctx.waitUntil(pokeCoordinator(env, d.id));
   return json({ id: d.id }, 201);
+}
+
+async function pokeCoordinator(env: Env, id: string): Promise<void> {
+  try {
+    await coordinatorOf(env, id).poke(id);
+  } catch (e) {
+    console.error(`deployment ${id}: its coordinator could not be reached (the cron pokes it again):`, e);
+  }
+}
+
+// docs/api.md §Cancel. D1 records the cancel and ends the steps no agent holds yet in
+// one batch; the coordinator then stores a cancel command for every agent holding the
+// others (an offline agent gets it when it returns). Repeatable: 202 again.
+export async function postCancel(request: ApiRequest, env: Env): Promise<Response> {
+  await requireApiRole(request, env, "admin");
+  const id = parseWith(pathId, request.params.id, "deployment id");
+  await cancelDeployment(env.DB, id, Date.now());
+  const row = await env.DB.prepare("SELECT status, canceled_at AS canceledAt FROM deployments WHERE id = ?").bind(id).first<{ status: string; canceledAt: number | null }>();
+  if (!row) throw new HttpError(404, `deployment ${id} not found`);
+  if (row.canceledAt === null) {
+    const ended = (FINAL_DEPLOYMENT_STATUSES as readonly string[]).includes(row.status);
+    throw new HttpError(409, `deployment ${id} has already ended (${row.status}); there is nothing to cancel`, ended ? { status: row.status } : {});
+  }
+  await pokeCoordinator(env, id);
+  return json({ id, status: row.status, canceledAt: new Date(row.canceledAt).toISOString() }, 202);
 }
 
 function replayed(id: string): Response {

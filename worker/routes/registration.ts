@@ -42,8 +42,8 @@ export async function registerAgent(request: Request, env: Env): Promise<Respons
     const [, inserted] = await env.DB.batch([
       prepared(env.DB, sql`UPDATE registration_tokens SET used_at = ${now}, used_by_agent_id = ${agentId}
                   WHERE token_hash = ${tokenHash} AND used_at IS NULL AND expires_at > ${now}`),
-      prepared(env.DB, sql`INSERT INTO agents (id, name, credential_hash, status, version, hostname, created_at)
-                 SELECT ${agentId}, ${body.name}, ${credentialHash}, 'offline', ${body.version}, ${body.hostname ?? null}, ${now}
+      prepared(env.DB, sql`INSERT INTO agents (id, name, credential_hash, status, version, hostname, created_at, tags)
+                 SELECT ${agentId}, ${body.name}, ${credentialHash}, 'offline', ${body.version}, ${body.hostname ?? null}, ${now}, ${JSON.stringify(body.tags ?? [])}
                   WHERE EXISTS (SELECT 1 FROM registration_tokens WHERE token_hash = ${tokenHash} AND used_by_agent_id = ${agentId})`),
     ]);
     if (inserted.meta.changes !== 1) return refuse(request, env, BAD_TOKEN);
