@@ -50,7 +50,7 @@ function reportStatements(agentId: string, r: Report, at: number, receivedAt: nu
   // that was failed as agent-lost (the late result is recorded, flagged as late).
   return [
     sql`UPDATE deployment_steps
-          SET status = ${r.status}, exit_code = ${r.exitCode},
+          SET status = ${r.status}, exit_code = ${r.exitCode}, outputs = ${r.outputs === undefined ? null : JSON.stringify(r.outputs)},
               finished_at = MIN(${receivedAt}, MAX(${at}, COALESCE(started_at, 0), COALESCE(${created}, 0))),
               reported_at = ${receivedAt},
               reason = CASE WHEN status IN ${ACTIVE} THEN ${r.reason} ELSE ${lateResultReason(r.reason)} END

@@ -86,17 +86,8 @@ export const createDeploymentBody = z
     targets: z.strictObject({ tags: tagList.min(1) }).optional(),
     properties: properties.default({}),
     rollout: rollout.optional(),
-    steps: z
-      .array(stepSpec)
-      .min(1)
-      .max(LIMITS.stepsPerDeployment)
-      .superRefine((steps, ctx) => {
-        const seen = new Set<string>();
-        steps.forEach((s, i) => {
-          if (seen.has(s.name)) ctx.addIssue({ code: "custom", path: [i, "name"], message: `step names must be unique within a deployment ('${s.name}' is used twice)` });
-          seen.add(s.name);
-        });
-      }),
+    // Names must be unique (a 422 from the server: expressions name steps).
+    steps: z.array(stepSpec).min(1).max(LIMITS.stepsPerDeployment),
     // How long to wait for an offline agent before its unfinished steps fail as
     // `agent-lost`; a result arriving later is still recorded.
     agentLostAfterSeconds: z.int().min(1).max(7 * 24 * 3600).optional(),

@@ -26,6 +26,11 @@ const secretsOf = (s: StepSpec): string[] =>
 type PluginVersion = { version: string; sha256: string; manifest: PluginManifest };
 
 export async function defineSteps(db: Db, steps: StepSpec[]): Promise<StepDefinition[]> {
+  const seen = new Set<string>();
+  for (const s of steps) {
+    if (seen.has(s.name)) throw new HttpError(422, `step names must be unique within a deployment: '${s.name}' is used twice (expressions name steps)`);
+    seen.add(s.name);
+  }
   const versions = await loadPlugins(db, [...new Set(steps.flatMap((s) => (s.type === "plugin" ? [s.plugin] : [])))]);
   const secrets = await existingSecrets(db, steps);
   return steps.map((spec, i) => {
