@@ -179,10 +179,20 @@ describe("readPluginPackage refuses", () => {
     await expect(readPluginPackage(pack([manifestFile(), script, ...many.slice(2)]))).resolves.toBeTruthy();
   });
 
-  it("a gzip bomb of zeros, stopping at the limit", async () => {
+  it("a gzip bomb of zeros: by its size trailer, or as soon as it inflates past a lying one", async () => {
     const bomb = new Uint8Array(gzipSync(Buffer.alloc(PLUGIN_LIMITS.unpackedBytes + 8 * 1024 * 1024), { level: 9 }));
     expect(bomb.length).toBeLessThan(PLUGIN_LIMITS.packageBytes);
     await refused(bomb, `the package unpacks to more than ${PLUGIN_LIMITS.unpackedBytes} bytes`);
+    const lying = bomb.slice();
+    new DataView(lying.buffer).setUint32(lying.length - 4, 1024 * 1024, true); // claims 1 MiB
+    await refused(lying, /unpacks to more than its trailer says/);
+  });
+
+  it("concatenated gzip streams", async () => {
+    const tar = writeTar([manifestFile(), script]);
+    const half = tar.length / 2;
+    const two = new Uint8Array([...gzipSync(tar.subarray(0, half)), ...gzipSync(tar.subarray(half))]);
+    await refused(two, /not valid gzip data/);
   });
 
   it("files adding up to more than the limit (hardlink copies count)", async () => {

@@ -49,35 +49,38 @@ export async function sha256Hex(bytes: Uint8Array): Promise<string> {
   return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-// Stops reading (and cancels the inflater) as soon as the output passes `cap`: a
-// gzip bomb costs at most `cap` bytes of memory.
+// The gzip trailer's ISIZE (the unpacked length, mod 2^32) sizes one buffer up front, and
+// output past it is refused as soon as it comes: memory never exceeds `cap` plus the
+// package itself (a Worker has 128 MB). A trailer claiming more than `cap` (a bomb, or a
+// truncated file whose last bytes are not a trailer) is inflated without keeping the
+// output, to tell which. A package is therefore one gzip stream, as `tar czf` writes.
 async function gunzipCapped(bytes: Uint8Array, cap: number): Promise<Uint8Array> {
   if (bytes.length < 18 || bytes[0] !== 0x1f || bytes[1] !== 0x8b) throw new PluginPackageError("the package is not a gzip file (a .tar.gz is expected)");
+  const declared = new DataView(bytes.buffer, bytes.byteOffset + bytes.length - 4, 4).getUint32(0, true);
+  const out = declared <= cap ? new Uint8Array(declared) : null;
   const reader = new Blob([bytes as Uint8Array<ArrayBuffer>]).stream().pipeThrough(new DecompressionStream("gzip")).getReader();
-  const chunks: Uint8Array[] = [];
   let total = 0;
   try {
     for (;;) {
       const { done, value } = await reader.read();
       if (done) break;
-      total += value.byteLength;
-      if (total > cap) {
+      if (total + value.byteLength > Math.min(declared, cap)) {
         await reader.cancel().catch(() => undefined); // we are refusing; a failed cancel changes nothing
-        throw new PluginPackageError(`the package unpacks to more than ${PLUGIN_LIMITS.unpackedBytes} bytes`);
+        throw new PluginPackageError(
+          total + value.byteLength > cap
+            ? `the package unpacks to more than ${PLUGIN_LIMITS.unpackedBytes} bytes`
+            : "the package is not valid gzip data: it unpacks to more than its trailer says (a package is a single gzip stream)",
+        );
       }
-      chunks.push(value);
+      out?.set(value, total);
+      total += value.byteLength;
     }
   } catch (e) {
     if (e instanceof PluginPackageError) throw e;
     throw new PluginPackageError(`the package is not valid gzip data: ${(e as Error).message}`, { cause: e });
   }
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.byteLength;
-  }
-  return out;
+  if (!out) throw new PluginPackageError("the package is not valid gzip data: its size trailer does not match its data");
+  return out.subarray(0, total);
 }
 
 // "./a//b/" → ["a", "b"]; null for the root itself ("." or "./").
@@ -199,7 +202,7 @@ function readManifest(entries: PackageEntry[]): PluginManifest {
   if (data.length > PLUGIN_LIMITS.manifestBytes) throw new PluginPackageError(`${MANIFEST_FILE} is larger than ${PLUGIN_LIMITS.manifestBytes} bytes`);
   let value: unknown;
   try {
-    value = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(data));
+    value = JSON.parse(new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(data));
   } catch (e) {
     throw new PluginPackageError(`${MANIFEST_FILE} is not valid UTF-8 JSON: ${(e as Error).message}`);
   }

@@ -27,7 +27,7 @@ export class TarError extends Error {
 }
 
 const BLOCK = 512;
-const utf8 = new TextDecoder("utf-8", { fatal: true });
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false });
 const encoder = new TextEncoder();
 
 const TYPES: Record<string, TarEntryType> = {

@@ -23,7 +23,7 @@
 //     halfway (a leftover temporary folder is removed by the next ensure);
 //   - concurrent ensure() calls for one package share one promise (one download).
 // A damaged folder is removed even if a running step still uses it: it is damaged.
-import { mkdir, readdir, rename, rm, stat } from "node:fs/promises";
+import { lstat, mkdir, readdir, rename, rm } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { readPluginPackage, type PluginPackage } from "../../schema/plugin-package.ts";
 import { pluginId, semver } from "../../schema/plugin.ts";
@@ -77,7 +77,12 @@ export class PluginCache {
     }
     const running = this.#inflight.get(folder);
     if (running) return running;
-    const job = this.#ensure(p, folder).finally(() => this.#inflight.delete(folder));
+    const job = this.#ensure(p, folder)
+      .catch((e) => {
+        if (e instanceof PluginFetchError) throw e;
+        throw new PluginFetchError(`plug-in ${p.id}@${p.version}: ${describeCause(e)}`, { plugin: p.id, version: p.version, folder }, { cause: e });
+      })
+      .finally(() => this.#inflight.delete(folder));
     this.#inflight.set(folder, job);
     return job;
   }
@@ -85,8 +90,9 @@ export class PluginCache {
   async #ensure(p: PluginRef, folder: string): Promise<string> {
     const name = `plug-in ${p.id}@${p.version}`;
     const context = { plugin: p.id, version: p.version, sha256: p.sha256, folder };
-    if (await exists(folder)) {
-      const problem = await this.#check(folder, p, context);
+    const kind = await entryKind(folder);
+    if (kind !== null) {
+      const problem = kind === "directory" ? await this.#check(folder, p, context) : "not a directory";
       if (problem === null) return folder;
       this.#log.warn(`${name}: the unpacked copy in ${folder} is damaged (${problem}); fetching it again`);
       await rm(folder, { recursive: true, force: true });
@@ -153,12 +159,12 @@ export class PluginCache {
 
 const folderName = (folder: string): string => folder.slice(dirname(folder).length + 1);
 
-async function exists(path: string): Promise<boolean> {
+// Without following a symlink: a link in the folder's place is damage, not the folder.
+async function entryKind(path: string): Promise<"directory" | "other" | null> {
   try {
-    await stat(path);
-    return true;
+    return (await lstat(path)).isDirectory() ? "directory" : "other";
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT") return false;
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return null;
     throw e;
   }
 }

@@ -51,7 +51,9 @@ describe("readOutputs", () => {
 
   it("broken JSON or a JSON value that is not an object is a problem", () => {
     writeFileSync(file, '{"a": ');
-    expect(readOutputs(file, anyKey).problems[0]).toMatch(/^the outputs file is not valid JSON/);
+    expect(readOutputs(file, anyKey).problems).toEqual(["the outputs file is not valid JSON"]);
+    writeFileSync(file, '{"token": "hunter2-is-long" x}');
+    expect(readOutputs(file, { declared: null, secrets: ["hunter2-is-long"] }).problems).toEqual(["the outputs file is not valid JSON (at position 28)"]);
     writeFileSync(file, "{}");
     expect(readOutputs(file, anyKey)).toEqual({ outputs: {}, problems: [] });
     writeFileSync(file, "[1, 2]"); // not starting with '{': read as lines

@@ -51,7 +51,10 @@ function parseJson(text: string, problems: string[]): Entry[] {
   try {
     value = JSON.parse(text);
   } catch (e) {
-    problems.push(`the outputs file is not valid JSON (${(e as Error).message})`);
+    // Only where: V8's message quotes the text around the error, which may hold a
+    // secret cut where masking no longer recognises it.
+    const at = /at position \d+/.exec((e as Error).message)?.[0];
+    problems.push(`the outputs file is not valid JSON${at ? ` (${at})` : ""}`);
     return [];
   }
   if (value === null || typeof value !== "object" || Array.isArray(value)) {

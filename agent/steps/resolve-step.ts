@@ -33,8 +33,8 @@
 //     anything else — flags, URLs, words, paths of files the step will create in its
 //     work folder — is passed as written.
 //   - a path that would lead out of the folder ("../../etc/passwd") is refused
-//     (PluginArgvError): the package check refuses such manifests, this is the second
-//     line of defence.
+//     (PluginArgvError). The package check refuses such a run[0] at upload; for the
+//     other elements this is the only check.
 import { statSync } from "node:fs";
 import { isAbsolute, relative, resolve, sep } from "node:path";
 import { substitute, type Reference } from "../../schema/expressions.ts";

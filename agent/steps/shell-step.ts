@@ -12,21 +12,35 @@ import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { isLive, liveProcesses, processEnviron, processesWithEnv, processExists, procStat } from "../proc.ts";
 import { AgentError } from "../errors.ts";
 import { DIR_MODE, FILE_MODE, formatUmask } from "../home.ts";
 import type { StepOutcome } from "../worker/reports.ts";
 
-// $1 = step directory, $2 = the command's umask ("" keeps the wrapper's). `$$` is the
-// wrapper's pid, which is also its process group id. The umask is set inside the
-// subshell, after the wrapper has opened output.log, so the log stays private.
+// $1 = step directory, $2 = the command's umask ("" keeps the wrapper's), $3 $4 = the
+// Node binary and agent/steps/mask-filter.ts when the step uses secrets (else ""). `$$`
+// is the wrapper's pid, which is also its process group id. The umask is set inside
+// the subshell, after the wrapper has opened output.log, so the log stays private.
+// With secrets the output goes through the mask filter (it reads and deletes `masks`)
+// before it reaches output.log, the exit code travels through `rc`, and the files that
+// held secrets for the step (command.sh, inputs.json) are removed as it ends.
 export const WRAPPER = [
   'd="$1"',
   'echo $$ > "$d/pid"',
-  '( if [ -n "$2" ]; then umask "$2" || exit 126; fi; exec /bin/sh "$d/command.sh" ) >> "$d/output.log" 2>&1 < /dev/null',
-  "c=$?",
+  'if [ -n "$3" ]; then',
+  '  { ( if [ -n "$2" ]; then umask "$2" || exit 126; fi; exec /bin/sh "$d/command.sh" ) 2>&1 < /dev/null; echo $? > "$d/rc"; } | "$3" "$4" "$d/masks" >> "$d/output.log" 2>&1',
+  '  c=$(cat "$d/rc" 2>/dev/null); [ -n "$c" ] || c=1',
+  '  rm -f "$d/rc" "$d/command.sh"',
+  "else",
+  '  ( if [ -n "$2" ]; then umask "$2" || exit 126; fi; exec /bin/sh "$d/command.sh" ) >> "$d/output.log" 2>&1 < /dev/null',
+  "  c=$?",
+  "fi",
+  'rm -f "$d/inputs.json"',
   'echo "$c" > "$d/status.tmp" && mv -f "$d/status.tmp" "$d/status"',
 ].join("\n");
+
+const MASK_FILTER = fileURLToPath(new URL("./mask-filter.ts", import.meta.url));
 
 export const KILL_GRACE_MS = 5_000;
 const POLL_MS = 200;
@@ -34,7 +48,9 @@ const POLL_MS = 200;
 // timedOut: written before a timed-out step's process group is killed, so a worker
 // that dies during the kill still leaves the verdict behind (the killed wrapper writes
 // no status).
-export type StepPaths = { dir: string; script: string; log: string; status: string; pidFile: string; timedOut: string };
+// inputs / masks / outputs: a plug-in step's inputs (JSON, may hold secrets), the secret
+// values the mask filter hides (deleted by it at once), the step's OUTPOST_OUTPUTS file.
+export type StepPaths = { dir: string; script: string; log: string; status: string; pidFile: string; timedOut: string; inputs: string; masks: string; outputs: string };
 
 // Step ids come from the server: use them as directory names only when plainly safe.
 export function stepDirName(stepId: string): string {
@@ -44,7 +60,17 @@ export function stepDirName(stepId: string): string {
 
 export function stepPaths(stepsDir: string, stepId: string): StepPaths {
   const dir = join(stepsDir, stepDirName(stepId));
-  return { dir, script: join(dir, "command.sh"), log: join(dir, "output.log"), status: join(dir, "status"), pidFile: join(dir, "pid"), timedOut: join(dir, "timed-out") };
+  return {
+    dir,
+    script: join(dir, "command.sh"),
+    log: join(dir, "output.log"),
+    status: join(dir, "status"),
+    pidFile: join(dir, "pid"),
+    timedOut: join(dir, "timed-out"),
+    inputs: join(dir, "inputs.json"),
+    masks: join(dir, "masks"),
+    outputs: join(dir, "outputs"),
+  };
 }
 
 // How a step process ended: its exit code from the status file, or null when
@@ -105,22 +131,30 @@ export function logSize(paths: StepPaths): number {
   }
 }
 
-// Writes command.sh and clears what an earlier attempt left (status, pid); the log is appended to.
+// Writes command.sh and clears what an earlier attempt left (status, pid, outputs); the log is appended to.
 export function prepareStepDir(paths: StepPaths, command: string): void {
   mkdirSync(paths.dir, { recursive: true, mode: DIR_MODE });
-  for (const f of [paths.status, `${paths.status}.tmp`, paths.pidFile, paths.timedOut]) rmSync(f, { force: true });
+  for (const f of [paths.status, `${paths.status}.tmp`, paths.pidFile, paths.timedOut, paths.outputs, join(paths.dir, "rc")]) rmSync(f, { force: true });
   writeFileSync(paths.script, command.endsWith("\n") ? command : command + "\n", { mode: FILE_MODE }); // run by /bin/sh: no x bit needed
   writeFileSync(paths.log, "", { flag: "a", mode: FILE_MODE });
 }
 
-// umask: for the user's command only (null: the worker's own).
-export type StartOptions = { stepId: string; deploymentId: string; paths: StepPaths; cwd: string; env?: NodeJS.ProcessEnv; umask?: number | null };
+// The files that may hold a secret while a step runs: gone once it has ended, whoever
+// ends it (the wrapper, or the worker after a kill the wrapper did not survive).
+export function removeSecretFiles(paths: StepPaths, commandHeldSecrets: boolean): void {
+  for (const f of [paths.inputs, paths.masks, ...(commandHeldSecrets ? [paths.script] : [])]) rmSync(f, { force: true });
+}
+
+// umask: for the user's command only (null: the worker's own). masked: the output goes
+// through the mask filter (paths.masks must have been written).
+export type StartOptions = { stepId: string; deploymentId: string; paths: StepPaths; cwd: string; env?: NodeJS.ProcessEnv; umask?: number | null; masked?: boolean };
 
 export async function startShellStep(opts: StartOptions): Promise<StepProcess> {
-  mkdirSync(opts.cwd, { recursive: true });
-  const env = { ...(opts.env ?? process.env), OUTPOST_DEPLOYMENT_ID: opts.deploymentId, OUTPOST_STEP_ID: opts.stepId };
+  mkdirSync(opts.cwd, { recursive: true, mode: DIR_MODE });
+  const env = { ...(opts.env ?? process.env), OUTPOST_DEPLOYMENT_ID: opts.deploymentId, OUTPOST_STEP_ID: opts.stepId, OUTPOST_OUTPUTS: opts.paths.outputs, OUTPOST_NODE: process.execPath };
   const umask = opts.umask === undefined || opts.umask === null ? "" : formatUmask(opts.umask);
-  const child = spawn("/bin/sh", ["-c", WRAPPER, "outpost-step", opts.paths.dir, umask], { detached: true, stdio: "ignore", cwd: opts.cwd, env });
+  const mask = opts.masked ? [process.execPath, MASK_FILTER] : ["", ""];
+  const child = spawn("/bin/sh", ["-c", WRAPPER, "outpost-step", opts.paths.dir, umask, ...mask], { detached: true, stdio: "ignore", cwd: opts.cwd, env });
   const ended = new Promise<StepEnd>((resolve) => {
     child.once("exit", (code, signal) => {
       const status = readStatus(opts.paths);
@@ -222,16 +256,26 @@ export function outcomeFromEnd(end: StepEnd): StepOutcome {
   return { status: "failed", exitCode: null, reason: `killed before recording an exit status (${end.signal ?? "unknown"})` };
 }
 
-// Waits for the step's end; past the deadline its process group is killed and
-// the step fails with reason "timeout".
-export async function waitForStep(proc: StepProcess, deadline: number | null, timeoutSeconds: number | null): Promise<StepOutcome> {
-  if (deadline === null) return outcomeFromEnd(await proc.ended);
+export const CANCELED_OUTCOME: StepOutcome = { status: "canceled", exitCode: null, reason: "canceled: the deployment was canceled; the step's process group was stopped" };
+
+// Waits for the step's end; past the deadline its process group is killed and the step
+// fails with reason "timeout"; on `cancel` it is stopped the same way and ends canceled.
+export async function waitForStep(proc: StepProcess, deadline: number | null, timeoutSeconds: number | null, cancel?: AbortSignal): Promise<StepOutcome> {
   let timer: NodeJS.Timeout | undefined;
   const timedOut = new Promise<"timeout">((resolve) => {
-    timer = setTimeout(() => resolve("timeout"), Math.max(0, deadline - Date.now()));
+    if (deadline !== null) timer = setTimeout(() => resolve("timeout"), Math.max(0, deadline - Date.now()));
   });
-  const first = await Promise.race([proc.ended, timedOut]);
+  const canceled = new Promise<"cancel">((resolve) => {
+    if (cancel?.aborted) resolve("cancel");
+    cancel?.addEventListener("abort", () => resolve("cancel"), { once: true });
+  });
+  const first = await Promise.race([proc.ended, timedOut, canceled]);
   clearTimeout(timer);
+  if (first === "cancel") {
+    await killProcessGroup(proc.pid);
+    await proc.ended;
+    return CANCELED_OUTCOME;
+  }
   if (first !== "timeout") return outcomeFromEnd(first);
   writeFileSync(proc.paths.timedOut, `${timeoutSeconds}\n`, { mode: FILE_MODE });
   await killProcessGroup(proc.pid);

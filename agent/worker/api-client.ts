@@ -8,15 +8,18 @@ import {
   pullResponse,
   registerResponse,
   reportsResponse,
+  stepSecretsMissing,
+  stepSecretsResponse,
   type RegisterRequest,
   type RegisterResponse,
   type Report,
   type ReportsRequest,
 } from "../../schema/agent-api.ts";
 import { LIMITS } from "../../schema/limits.ts";
+import { PLUGIN_LIMITS } from "../../schema/plugin.ts";
 import { CommandHeadBehindError, CredentialRefusedError, HttpStatusError, NetworkError, ProtocolError, RedirectError } from "../errors.ts";
 import { apiUrl } from "../url-policy.ts";
-import { MiB, readCappedText } from "./capped-body.ts";
+import { MiB, readCappedBytes, readCappedText } from "./capped-body.ts";
 
 const REQUEST_TIMEOUT_MS = 30_000;
 // A pull carries up to 100 commands of up to 64 KiB each (6.25 MiB) plus its envelope.
@@ -105,6 +108,51 @@ export class ApiClient {
     return { status: res.status, body: parsed };
   }
 
+  // A binary answer (a package), at most `cap` bytes; any non-2xx is an HttpStatusError.
+  async requestBytes(path: string, cap: number, signal?: AbortSignal): Promise<Uint8Array> {
+    const url = apiUrl(this.server, path);
+    const timeout = AbortSignal.timeout(REQUEST_TIMEOUT_MS * 4);
+    let res: Response;
+    try {
+      res = await fetch(url, { headers: this.credential ? { authorization: `Bearer ${this.credential}` } : {}, signal: signal ? AbortSignal.any([signal, timeout]) : timeout, redirect: "manual" });
+    } catch (e) {
+      throw new NetworkError("GET", url, e);
+    }
+    if (!res.ok) {
+      const text = await readCappedText(res, DEFAULT_BODY_CAP, `GET ${path}`).catch(() => "");
+      let parsed: unknown = text;
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        /* not JSON */
+      }
+      if (res.status >= 300 && res.status < 400) throw new RedirectError("GET", path, res.status, res.headers.get("location"));
+      if (res.status === 401 && !isRevokedAnswer(res.status, parsed)) throw new CredentialRefusedError("GET", path, parsed);
+      const e = new HttpStatusError("GET", path, res.status, parsed);
+      if (res.status === 401) this.#onRevoked?.(e);
+      throw e;
+    }
+    try {
+      return await readCappedBytes(res, cap, `GET ${path}`);
+    } catch (e) {
+      if (e instanceof ProtocolError) throw e;
+      throw new NetworkError("GET", url, e);
+    }
+  }
+
+  // The values of the secrets a step names, for this step only (docs/agent-api.md).
+  async stepSecrets(stepId: string, signal?: AbortSignal): Promise<StepSecretsAnswer> {
+    const { status, body } = await this.request("POST", `/agent/v1/steps/${encodeURIComponent(stepId)}/secrets`, { signal, okStatuses: [404, 410, 422] });
+    if (status === 404 || status === 410) return { kind: "ended" };
+    if (status === 422) return { kind: "missing", missing: validate(stepSecretsMissing, body, "secrets refusal").missing };
+    return { kind: "secrets", secrets: validate(stepSecretsResponse, body, "secrets answer").secrets };
+  }
+
+  // A plug-in package's bytes; the caller checks them against the sha256 its command names.
+  pluginPackage(id: string, version: string, signal?: AbortSignal): Promise<Uint8Array> {
+    return this.requestBytes(`/agent/v1/plugins/${encodeURIComponent(id)}/${encodeURIComponent(version)}`, PLUGIN_LIMITS.packageBytes, signal);
+  }
+
   async register(req: RegisterRequest): Promise<RegisterResponse> {
     const { body } = await this.request("POST", "/agent/v1/register", { json: req, auth: false });
     return validate(registerResponse, body, "register answer");
@@ -142,6 +190,11 @@ export class ApiClient {
     });
   }
 }
+
+export type StepSecretsAnswer =
+  | { kind: "secrets"; secrets: Record<string, string> }
+  | { kind: "missing"; missing: string[] } // named secrets no longer exist: the step fails naming them
+  | { kind: "ended" }; // 404/410: the server no longer waits for this step
 
 // The error names what was wrong and where, never the body: a pull's body is
 // command text, which must not reach the agent's log.

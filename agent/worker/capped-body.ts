@@ -18,3 +18,9 @@ export async function readCappedText(res: Response, cap: number, what: string): 
   if (bytes === null) throw new BodyTooLargeError(what, cap);
   return new TextDecoder().decode(bytes);
 }
+
+export async function readCappedBytes(res: Response, cap: number, what: string): Promise<Uint8Array> {
+  const bytes = await readCapped(res, cap);
+  if (bytes === null) throw new BodyTooLargeError(what, cap);
+  return bytes;
+}

@@ -1,9 +1,12 @@
 // Runs one deploy command on this agent: its steps sequentially in position
-// order, each as a detached shell step; every state change is journaled with
-// its report in one transaction. Also recovers steps a previous worker left
-// running: finish from the status file, re-attach, re-run (retry "safe") or
-// report them interrupted. While it watches a step it keeps the step's output.log
-// within the per-step cap (agent/steps/output-cap.ts).
+// order, each as a detached shell step (a plug-in step runs its argv the same way,
+// prepared by step-launch.ts); every state change is journaled with its report in one
+// transaction. Also recovers steps a previous worker left running: finish from the
+// status file, re-attach, re-run (retry "safe") or report them interrupted. While it
+// watches a step it keeps the step's output.log within the per-step cap
+// (agent/steps/output-cap.ts). A cancel (docs/protocol.md §Cancel) stops the running
+// step's process group and ends the others `canceled`; a step that ended first keeps
+// its result.
 import type { Command, StepToRun } from "../../schema/agent-api.ts";
 import { describeCause } from "../errors.ts";
 import type { Logger } from "../log.ts";
@@ -21,6 +24,8 @@ import {
   statusTime,
   timedOutAt,
   timeoutOutcome,
+  CANCELED_OUTCOME,
+  removeSecretFiles,
   startShellStep,
   stepPaths,
   waitForStep,
@@ -30,6 +35,12 @@ import {
 import { JournalError, type Journal, type StepRow } from "./journal.ts";
 import type { StepOutcome } from "./reports.ts";
 import { nextStep, recoverRunningStep, stepDeadline } from "./scheduling.ts";
+import { mkdirSync } from "node:fs";
+import { DIR_MODE } from "../home.ts";
+import type { PluginCache } from "../plugins/plugin-cache.ts";
+import { readOutputs } from "../steps/outputs-file.ts";
+import type { ApiClient } from "./api-client.ts";
+import { deploymentWorkDir, fetchSecrets, LaunchStopped, prepareLaunch, writeMasks, type LaunchDeps } from "./step-launch.ts";
 
 const OUTPUT_CHECK_MS = 200;
 
@@ -38,17 +49,29 @@ export type DeploymentRunnerDeps = {
   stepsDir: string;
   workDir: string;
   stepUmask: number | null; // for the user's command (null: the worker's own)
+  api: ApiClient; // secrets and plug-in packages for the steps that need them
+  plugins: PluginCache;
   log: Logger;
   onStepStarted: (stepId: string) => void; // a report was queued; start uploading output
   onStepEnded: (stepId: string) => void; // final state + report journaled
 };
 
+type DeployCommand = Extract<Command, { type: "deploy" }>;
+const CANCELED_REASON = "canceled: the deployment was canceled";
+
 export class DeploymentRunner {
   readonly #deps: DeploymentRunnerDeps;
+  readonly #launch: LaunchDeps;
   #stopping = false;
+  // One per deployment being run: a cancel aborts it, stopping the running step.
+  readonly #cancels = new Map<string, AbortController>();
+  // The secret values of the steps this worker started (in memory only): their output
+  // and outputs are masked with them.
+  readonly #secrets = new Map<string, string[]>();
 
   constructor(deps: DeploymentRunnerDeps) {
     this.#deps = deps;
+    this.#launch = { api: deps.api, plugins: deps.plugins, log: deps.log, workDir: deps.workDir, stopped: () => this.#stopping };
   }
 
   // Stop taking new steps; running step processes are left to the next worker.
@@ -56,36 +79,89 @@ export class DeploymentRunner {
     this.#stopping = true;
   }
 
-  async run(seq: number): Promise<void> {
-    const { journal, log } = this.#deps;
-    const { command } = await journal.command(seq);
-    const specs = new Map(command.steps.map((s) => [s.stepId, s]));
-    for (;;) {
-      if (this.#stopping) return;
-      const next = nextStep(await journal.steps(seq));
-      if (next.kind === "end") {
-        await journal.endCommand(seq, next.skip, next.reason);
-        for (const s of next.skip) this.#deps.onStepEnded(s.stepId);
-        log.info(`deployment ${command.deploymentId} (command seq ${seq}) ${next.failed ? "failed" : "done"} on this agent`);
-        return;
+  // Called when commands were stored: a cancel for a deployment being run stops it now.
+  async checkCancels(): Promise<void> {
+    for (const [deploymentId, ac] of this.#cancels) {
+      if (!ac.signal.aborted && (await this.#deps.journal.isCanceled(deploymentId))) {
+        this.#deps.log.info(`deployment ${deploymentId} canceled: stopping its running step`);
+        ac.abort();
       }
-      const spec = specs.get(next.step.stepId);
-      if (!spec) throw new JournalError(`step ${next.step.stepId} is not in command seq ${seq}`, { seq });
-      if (next.kind === "start") await this.#start(command, spec);
-      else await this.#resume(command, spec, next.step);
     }
   }
 
-  async #start(command: Command, spec: StepToRun): Promise<void> {
+  async run(seq: number): Promise<void> {
+    const { journal, log } = this.#deps;
+    const { command } = await journal.command(seq);
+    if (command.type !== "deploy") throw new JournalError(`command seq ${seq} is not a deploy command`, { seq });
+    const specs = new Map(command.steps.map((s) => [s.stepId, s]));
+    const cancel = new AbortController();
+    this.#cancels.set(command.deploymentId, cancel);
+    try {
+      for (;;) {
+        if (this.#stopping) return;
+        const steps = await journal.steps(seq);
+        const next = nextStep(steps);
+        const canceled = cancel.signal.aborted || (await journal.isCanceled(command.deploymentId));
+        if (canceled && next.kind !== "resume") {
+          const pending = steps.filter((s) => s.state === "pending");
+          await journal.endCommand(seq, pending, CANCELED_REASON, Date.now(), "canceled");
+          for (const s of pending) this.#deps.onStepEnded(s.stepId);
+          log.info(`deployment ${command.deploymentId} (command seq ${seq}) canceled on this agent`);
+          return;
+        }
+        if (next.kind === "end") {
+          await journal.endCommand(seq, next.skip, next.reason);
+          for (const s of next.skip) this.#deps.onStepEnded(s.stepId);
+          log.info(`deployment ${command.deploymentId} (command seq ${seq}) ${next.failed ? "failed" : "done"} on this agent`);
+          return;
+        }
+        const spec = specs.get(next.step.stepId);
+        if (!spec) throw new JournalError(`step ${next.step.stepId} is not in command seq ${seq}`, { seq });
+        if (next.kind === "start") await this.#start(command, seq, spec, cancel.signal);
+        else await this.#resume(command, spec, next.step, canceled, cancel.signal);
+      }
+    } finally {
+      this.#cancels.delete(command.deploymentId);
+    }
+  }
+
+  async #start(command: DeployCommand, seq: number, spec: StepToRun, cancel: AbortSignal): Promise<void> {
     const { journal, log } = this.#deps;
     const paths = stepPaths(this.#deps.stepsDir, spec.stepId);
-    prepareStepDir(paths, spec.command);
+    mkdirSync(paths.dir, { recursive: true, mode: DIR_MODE });
+    let launch;
+    try {
+      launch = await prepareLaunch(this.#launch, spec, command.deploymentId, command.context, paths, await this.#outputsOf(command, seq, spec));
+    } catch (e) {
+      if (e instanceof LaunchStopped) return; // still pending: the next worker starts it
+      throw e;
+    }
     const startedAt = Date.now();
+    if (!launch.ok) {
+      await journal.startStep(spec.stepId, command.deploymentId, startedAt);
+      this.#deps.onStepStarted(spec.stepId);
+      log.warn(`step ${spec.stepId} (${spec.name}) cannot run: ${launch.outcome.reason}`);
+      await this.#finish(command, spec, launch.outcome);
+      return;
+    }
+    prepareStepDir(paths, launch.script);
+    if (launch.secrets.length > 0) {
+      this.#secrets.set(spec.stepId, launch.secrets);
+      writeMasks(paths, launch.secrets);
+    }
     await journal.startStep(spec.stepId, command.deploymentId, startedAt);
     this.#deps.onStepStarted(spec.stepId);
     let proc: StepProcess;
     try {
-      proc = await startShellStep({ stepId: spec.stepId, deploymentId: command.deploymentId, paths, cwd: this.#deps.workDir, umask: this.#deps.stepUmask });
+      proc = await startShellStep({
+        stepId: spec.stepId,
+        deploymentId: command.deploymentId,
+        paths,
+        cwd: launch.cwd,
+        env: { ...process.env, ...launch.env },
+        umask: this.#deps.stepUmask,
+        masked: launch.secrets.length > 0,
+      });
     } catch (e) {
       log.error(`step ${spec.stepId} (${spec.name}) could not start`, e);
       await this.#finish(command, spec, { status: "failed", exitCode: null, reason: `could not start: ${describeCause(e)}` });
@@ -94,11 +170,22 @@ export class DeploymentRunner {
     // Not awaited (the wrapper also writes its pid file); journal writes stay in order.
     journal.setStepPid(spec.stepId, proc.pid).catch((e) => log.error(`cannot record pid of step ${spec.stepId}`, e));
     log.info(`step ${spec.stepId} (${spec.name}) started, pid ${proc.pid}`);
-    const outcome = await this.#watch(spec.stepId, paths, () => waitForStep(proc, stepDeadline(startedAt, spec.timeoutSeconds, startedAt), spec.timeoutSeconds));
+    const outcome = await this.#watch(spec.stepId, paths, () => waitForStep(proc, stepDeadline(startedAt, spec.timeoutSeconds, startedAt), spec.timeoutSeconds, cancel));
     await this.#finish(command, spec, outcome);
   }
 
-  async #resume(command: Command, spec: StepToRun, row: StepRow): Promise<void> {
+  // `steps.NAME.outputs.K`: the outputs of an earlier step of this deployment on this agent.
+  async #outputsOf(command: DeployCommand, seq: number, spec: StepToRun): Promise<(name: string) => Record<string, string> | null> {
+    const rows = new Map((await this.#deps.journal.steps(seq)).map((r) => [r.stepId, r]));
+    return (name) => {
+      const earlier = command.steps.find((s) => s.name === name && s.position < spec.position);
+      const row = earlier ? rows.get(earlier.stepId) : undefined;
+      if (!row || row.finishedAt === null) return null;
+      return row.outputs === null ? {} : (JSON.parse(row.outputs) as Record<string, string>);
+    };
+  }
+
+  async #resume(command: DeployCommand, spec: StepToRun, row: StepRow, canceled: boolean, cancel: AbortSignal): Promise<void> {
     const { journal, log } = this.#deps;
     const paths = stepPaths(this.#deps.stepsDir, spec.stepId);
     const status = readStatus(paths);
@@ -108,6 +195,14 @@ export class DeploymentRunner {
     const alive = status === null && pid !== null && isStepAlive(pid, spec.stepId);
     const timedOut = timedOutAt(paths);
     const decision = recoverRunningStep({ statusFileExists: status !== null, processAlive: alive, timedOut: timedOut !== null, retry: spec.retry });
+    if (canceled && (decision === "reattach" || decision === "rerun" || decision === "interrupt")) {
+      // Canceled while no worker watched it (or while this one was starting): stopped now.
+      this.#killLeftovers(spec.stepId);
+      log.info(`step ${spec.stepId} belongs to a canceled deployment; its processes were stopped`);
+      this.#deps.onStepStarted(spec.stepId);
+      await this.#finish(command, spec, CANCELED_OUTCOME);
+      return;
+    }
     switch (decision) {
       case "finish-timed-out":
         // An earlier worker gave it up as timed out and died while killing it.
@@ -127,7 +222,7 @@ export class DeploymentRunner {
         if (row.pid === null) await journal.setStepPid(spec.stepId, pid!);
         this.#deps.onStepStarted(spec.stepId);
         const proc = reattachShellStep(paths, pid!, spec.stepId);
-        const outcome = await this.#watch(spec.stepId, paths, () => waitForStep(proc, stepDeadline(row.startedAt, spec.timeoutSeconds, Date.now()), spec.timeoutSeconds));
+        const outcome = await this.#watch(spec.stepId, paths, () => waitForStep(proc, stepDeadline(row.startedAt, spec.timeoutSeconds, Date.now()), spec.timeoutSeconds, cancel));
         await this.#finish(command, spec, outcome);
         return;
       }
@@ -189,8 +284,30 @@ export class DeploymentRunner {
     return dropped;
   }
 
-  async #finish(command: Command, spec: StepToRun, outcome: StepOutcome, endedAt = Date.now()): Promise<void> {
+  // The step's outputs file, masked with its secrets. A worker that did not start the step
+  // (it restarted) asks the server for them once; without them the outputs are dropped,
+  // never sent unmasked.
+  async #readOutputs(spec: StepToRun, paths: StepPaths): Promise<Record<string, string>> {
+    let secrets = this.#secrets.get(spec.stepId) ?? null;
+    if (secrets === null && spec.secrets?.length) {
+      const fetched = await fetchSecrets({ ...this.#launch, stopped: () => true }, spec).catch(() => null);
+      secrets = fetched?.ok ? Object.values(fetched.values) : null;
+      if (secrets === null) {
+        this.#deps.log.warn(`step ${spec.stepId}: its secrets are not at hand to mask its outputs; outputs dropped`);
+        return {};
+      }
+    }
+    const { outputs, problems } = readOutputs(paths.outputs, { declared: spec.type === "plugin" ? spec.outputs : null, secrets: secrets ?? [] });
+    for (const p of problems) this.#deps.log.warn(`step ${spec.stepId} (${spec.name}) outputs: ${p}`);
+    return outputs;
+  }
+
+  async #finish(command: DeployCommand, spec: StepToRun, outcome: StepOutcome, endedAt = Date.now()): Promise<void> {
     const paths = stepPaths(this.#deps.stepsDir, spec.stepId);
+    const ran = outcome.status === "succeeded" || outcome.status === "failed";
+    if (ran && outcome.outputs === undefined) outcome = { ...outcome, outputs: await this.#readOutputs(spec, paths) };
+    removeSecretFiles(paths, spec.type === "shell" && (spec.secrets?.length ?? 0) > 0);
+    this.#secrets.delete(spec.stepId);
     await this.#capOutput(spec.stepId, paths);
     const dropped = (await this.#deps.journal.step(spec.stepId))?.outputDropped ?? 0;
     const size = logSize(paths);

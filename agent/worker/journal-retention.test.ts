@@ -13,7 +13,7 @@ import type { Command } from "../../schema/agent-api.ts";
 import { Journal } from "./journal.ts";
 
 const MIGRATIONS = join(import.meta.dirname, "../../schema/migrations/journal");
-const deploy = (seq: number, nSteps = 2): Command => ({
+const deploy = (seq: number, nSteps = 2): Extract<Command, { type: "deploy" }> => ({
   seq, type: "deploy", id: `cmd-${seq}`, deploymentId: `dep-${seq}`, agentLostAfterSeconds: 900,
   steps: Array.from({ length: nSteps }, (_, i) => ({ stepId: `c${seq}-s${i}`, position: i, name: `s${i}`, type: "shell" as const, command: "true", timeoutSeconds: null, retry: "never" as const })),
 });

@@ -9,7 +9,7 @@ import { drizzle, type LibSQLDatabase } from "drizzle-orm/libsql";
 import { migrate } from "drizzle-orm/libsql/migrator";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { command as commandSchema, type Command, type Report } from "../../schema/agent-api.ts";
-import { journalCommands, journalMeta, journalSteps, outbox, rejectedReports } from "../../schema/journal.ts";
+import { canceledDeployments, journalCommands, journalMeta, journalSteps, outbox, rejectedReports } from "../../schema/journal.ts";
 import { AgentError } from "../errors.ts";
 import { OUTPUT_CAP_BYTES } from "../steps/output-cap.ts";
 import { deletePrunable, selectPrunable } from "./journal-prune.ts";
@@ -133,7 +133,12 @@ export class Journal {
           .returning({ seq: journalCommands.seq });
         if (inserted.length === 0) continue;
         stored.push(seq);
-        if (item.kind === "valid" && item.command.type === "deploy") {
+        if (item.kind === "valid" && item.command.type === "cancel") {
+          // docs/protocol.md §Cancel: remembered, so the deploy (stored before or after)
+          // runs no more steps; the runner stops what it runs now.
+          await tx.update(journalCommands).set({ state: "done" }).where(eq(journalCommands.seq, seq));
+          await tx.insert(canceledDeployments).values({ deploymentId: item.command.deploymentId, commandSeq: seq, canceledAt: now }).onConflictDoNothing();
+        } else if (item.kind === "valid" && item.command.type === "deploy") {
           const c = item.command;
           await tx
             .insert(journalSteps)
@@ -177,19 +182,28 @@ export class Journal {
     });
   }
 
-  // Ends a command: its remaining steps are skipped (each with its report), all in one transaction.
-  endCommand(seq: number, skip: { stepId: string; deploymentId: string }[], skipReason: string, now = Date.now()): Promise<void> {
+  // Ends a command: its remaining steps end `skipped` (after a failure) or `canceled`
+  // (each with its report), all in one transaction.
+  endCommand(seq: number, skip: { stepId: string; deploymentId: string }[], skipReason: string, now = Date.now(), status: "skipped" | "canceled" = "skipped"): Promise<void> {
     return this.#tx("endCommand", async (tx) => {
       for (const s of skip) {
-        const outcome: StepOutcome = { status: "skipped", exitCode: null, reason: skipReason };
+        const outcome: StepOutcome = { status, exitCode: null, reason: skipReason };
         const upd = await tx
           .update(journalSteps)
-          .set({ state: "skipped", reason: skipReason, finishedAt: now, logSize: 0 })
+          .set({ state: status, reason: skipReason, finishedAt: now, logSize: 0 })
           .where(and(eq(journalSteps.stepId, s.stepId), eq(journalSteps.state, "pending")))
           .returning({ stepId: journalSteps.stepId });
         if (upd.length) await insertReport(tx, finishedReport(s.stepId, s.deploymentId, outcome, now), now);
       }
       await tx.update(journalCommands).set({ state: "done" }).where(eq(journalCommands.seq, seq));
+    });
+  }
+
+  // Was a cancel command for this deployment stored (docs/protocol.md §Cancel)?
+  isCanceled(deploymentId: string): Promise<boolean> {
+    return this.#op("isCanceled", async (db) => {
+      const row = await db.select({ seq: canceledDeployments.commandSeq }).from(canceledDeployments).where(eq(canceledDeployments.deploymentId, deploymentId)).get();
+      return row !== undefined;
     });
   }
 
@@ -238,7 +252,7 @@ export class Journal {
     return this.#tx("finishStep", async (tx) => {
       const upd = await tx
         .update(journalSteps)
-        .set({ state: outcome.status, exitCode: outcome.exitCode, reason: outcome.reason, finishedAt: now, logSize })
+        .set({ state: outcome.status, exitCode: outcome.exitCode, reason: outcome.reason, finishedAt: now, logSize, outputs: outcome.outputs ? JSON.stringify(outcome.outputs) : null })
         .where(and(eq(journalSteps.stepId, stepId), eq(journalSteps.state, "running")))
         .returning({ stepId: journalSteps.stepId });
       if (upd.length === 0) throw new JournalError(`step ${stepId} is not running`, { stepId });

@@ -4,6 +4,8 @@
 // running steps are detached and survive it, to be re-attached next start.
 // Exits with EXIT_REVOKED when the server says the agent is revoked (§Revoke).
 import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { PluginCache } from "../plugins/plugin-cache.ts";
 import { parseArgs } from "node:util";
 import { parseConcurrency, parseRetentionDays } from "../args.ts";
 import { EXIT_REVOKED, REVOKED_MESSAGE } from "../errors.ts";
@@ -62,8 +64,11 @@ async function main(): Promise<void> {
     log: log.child("reports"),
     isLogDelivered: async (stepId) => uploader.isDelivered(await journal.step(stepId)),
   });
+  const plugins = new PluginCache({ dir: join(paths.home, "plugins"), download: (id, version) => api.pluginPackage(id, version), log: log.child("plugins") });
   const runner = new DeploymentRunner({
     journal,
+    api,
+    plugins,
     stepsDir: paths.steps,
     workDir: paths.work,
     stepUmask,
@@ -79,7 +84,10 @@ async function main(): Promise<void> {
   });
   const scheduler = new Scheduler({ journal, runner, maxConcurrent, log: log.child("scheduler") });
   const pruner = new Pruner({ journal, stepsDir: paths.steps, retentionDays, log: log.child("prune") });
-  const puller = new CommandPuller({ journal, api, log: log.child("pull"), onStored: () => scheduler.kick(), onReportsQueued: () => sender!.kick() });
+  const puller = new CommandPuller({ journal, api, log: log.child("pull"), onStored: () => {
+      scheduler.kick();
+      runner.checkCancels().catch((e) => log.error("cannot check stored commands for cancels", e));
+    }, onReportsQueued: () => sender!.kick() });
   // One resync at a time, in welcome order; a failed one drops the connection so
   // that the next connection's hello starts it over.
   let resyncs: Promise<void> = Promise.resolve();

@@ -3,7 +3,8 @@
 import { report, reportIds, type Report } from "../../schema/agent-api.ts";
 import { STEP_REASON_MAX, type FinalStepStatus } from "../../schema/steps.ts";
 
-export type StepOutcome = { status: FinalStepStatus; exitCode: number | null; reason: string | null };
+// outputs: what the step wrote to OUTPOST_OUTPUTS (secrets masked), when it ran.
+export type StepOutcome = { status: FinalStepStatus; exitCode: number | null; reason: string | null; outputs?: Record<string, string> };
 
 // The reason of a step the agent must report but has no record of: its journal
 // was lost or restored from an older copy, so the step may have run. Never run it.
@@ -28,5 +29,6 @@ export function finishedReport(stepId: string, deploymentId: string, outcome: St
     exitCode: outcome.exitCode,
     reason: clipReason(outcome.reason),
     at,
+    ...(outcome.outputs && Object.keys(outcome.outputs).length > 0 ? { outputs: outcome.outputs } : {}),
   });
 }

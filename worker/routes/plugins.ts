@@ -100,7 +100,7 @@ export async function deletePlugin(request: ApiRequest, env: Env): Promise<Respo
   }
   const key = pluginObjectKey(result.row);
   try {
-    void key;
+    await env.PLUGINS.delete(key);
   } catch (e) {
     // The version is gone from D1, so from the API; the object is only unreferenced bytes.
     console.error(`plug-in ${id} version ${version} deleted, but its package ${key} could not be removed from R2:`, e);
