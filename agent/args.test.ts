@@ -8,8 +8,11 @@ const reg = ["register", "--server", "https://s", "--name", "a1", "--home", "/h"
 describe("command line", () => {
   it("parses register", () => {
     expect(parseCli(["register", "--server", "https://s", "--token", "t", "--name", "a1", "--home", "/h", "--insecure", "--ca", "/ca.pem"], noEnv)).toEqual({
-      command: "register", server: "https://s", token: { from: "flag", token: "t" }, name: "a1", home: "/h", insecure: true, ca: "/ca.pem",
+      command: "register", server: "https://s", token: { from: "flag", token: "t" }, name: "a1", home: "/h", insecure: true, ca: "/ca.pem", tags: [],
     });
+    expect(parseCli([...reg, "--token", "t", "--tags", "web, eu,,db"], noEnv)).toMatchObject({ tags: ["web", "eu", "db"] });
+    expect(() => parseCli([...reg, "--token", "t", "--tags", "web,not ok"], noEnv)).toThrow(/invalid --tags/);
+    expect(() => parseCli([...reg, "--token", "t", "--tags", "web,web"], noEnv)).toThrow(/must not repeat/);
     expect(parseCli([...reg, "--token", "t"], noEnv)).toMatchObject({ insecure: false, ca: null });
   });
 

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { localConfig } from "./local-state.ts";
 import { startChild, stopOnSignals, runToEnd, type Child } from "./processes.ts";
 import { startServer, waitUntilServing } from "./server.ts";
+import { describePublish, publishPlugins } from "./publish-plugins.ts";
 
 const projectRoot = join(import.meta.dirname, "..");
 const agentBin = join(projectRoot, "agent/bin/outpost-agent.mjs");
@@ -82,6 +83,7 @@ async function main() {
   const server = await startServer(config);
   children.push(server);
   await Promise.race([waitUntilServing(base, config.adminToken), diesFirst(server, "the server")]);
+  console.log(describePublish(await Promise.race([publishPlugins(base, config.adminToken), diesFirst(server, "the server")])));
 
   if (!existsSync(join(agentHome, "credential.json"))) {
     console.log(`Registering agent "${AGENT_NAME}" (first start)…`);

@@ -61,7 +61,7 @@ function agentRow(a) {
     el("td", { class: "edit admin-only" }, el("button", {
       type: "button", class: "quiet agent-edit-open", "aria-expanded": String(editing === a.id),
       onclick: () => { editing = editing === a.id ? null : a.id; rerender(); focusEdit(); },
-    }, "Edit tags")),
+    }, "Edit")),
     el("td", { class: "actions" }, confirmAction({
       label: "Revoke",
       question: `Revoke ${a.name}? Its credential stops working and its unfinished steps are canceled.`,
@@ -79,7 +79,7 @@ function editRow(a) {
   const tags = el("input", { class: "ae-tags mono", id: "ae-tags", value: formatTags(a.tags), placeholder: "web, eu-west", autocomplete: "off", spellcheck: "false" });
   const props = el("textarea", { class: "ae-props mono", id: "ae-props", rows: 4, placeholder: "region=eu-west\nport=8080", spellcheck: "false" });
   props.value = formatLines(a.properties);
-  const message = el("p", { class: "message ae-message", role: "status" });
+  const message = el("p", { class: "message", id: "ae-message", role: "status" });
   const form = el("form", { class: "agent-edit-form" },
     el("div", { class: "ae-field" }, el("label", { for: "ae-tags", text: "Tags (comma-separated)" }), tags),
     el("div", { class: "ae-field" }, el("label", { for: "ae-props", text: "Properties (key=value, one a line)" }), props),

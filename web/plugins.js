@@ -7,7 +7,6 @@ import { AuthError, del, enc, get, upload } from "./api.js";
 import { $, confirmAction, el, reconcile, say } from "./dom.js";
 
 let plugins = [];
-let loaded = false;
 const manifests = new Map(); // "id@version" → { promise, value, error }
 let opened = null; // { id, version }
 let asking = null; // "id@version" whose delete awaits confirmation
@@ -16,7 +15,6 @@ let hooks = { refused: () => {}, changed: () => {} };
 
 const versionsOf = (p) => (p.versions ?? []).map((v) => (typeof v === "string" ? v : v.version));
 export const pluginList = () => plugins.map((p) => ({ ...p, versions: versionsOf(p) }));
-export const pluginsLoaded = () => loaded;
 
 export function initPlugins(h) {
   hooks = h;
@@ -28,7 +26,6 @@ export function initPlugins(h) {
 
 export function resetPlugins() {
   plugins = [];
-  loaded = false;
   manifests.clear();
   opened = asking = deleting = null;
   $("plugin-upload").reset();
@@ -39,7 +36,6 @@ export function resetPlugins() {
 export async function loadPlugins() {
   try {
     const body = await get("/api/v1/plugins");
-    loaded = true;
     render(body.plugins);
   } catch (err) {
     if (err instanceof AuthError) throw err;
@@ -157,7 +153,7 @@ function stepBlock(s) {
         el("td", { class: "type", text: i.type ?? "string" }),
         el("td", { class: "required", text: i.required ? "required" : "optional" }),
         el("td", { class: "mono default", text: i.default === undefined ? "" : String(i.default) }),
-        el("td", { class: "secret", text: i.secret ? "secret" : "" }),
+        el("td", { class: "is-secret", text: i.secret ? "secret" : "" }),
         el("td", { class: "description", text: i.description ?? "" }))))),
     el("p", { class: "outputs-line" }, "Outputs: ",
       outputs.length === 0 ? el("span", { class: "muted", text: "none" }) : el("span", {},

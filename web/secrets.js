@@ -6,13 +6,11 @@ import { AuthError, del, enc, get, post } from "./api.js";
 import { $, ago, confirmAction, el, reconcile, say, when } from "./dom.js";
 
 let secrets = [];
-let loaded = false;
 let asking = null; // name whose delete awaits confirmation
 let deleting = null;
 let hooks = { refused: () => {}, changed: () => {} };
 
 export const secretNames = () => secrets.map((s) => s.name);
-export const secretsLoaded = () => loaded;
 
 export function initSecrets(h) {
   hooks = h;
@@ -24,7 +22,6 @@ export function initSecrets(h) {
 
 export function resetSecrets() {
   secrets = [];
-  loaded = false;
   asking = deleting = null;
   $("secret-form").reset();
   say($("secrets-message"), "");
@@ -34,7 +31,6 @@ export function resetSecrets() {
 export async function loadSecrets() {
   try {
     const body = await get("/api/v1/secrets");
-    loaded = true;
     render(body.secrets);
   } catch (err) {
     if (err instanceof AuthError) throw err;

@@ -168,14 +168,19 @@ function fillSteps(item) {
 function renderInputs(item) {
   const manifest = pluginSteps.get(item).manifest;
   const box = item.querySelector(".nd-inputs");
-  // Values already typed carry over to an input of the same name and type.
-  const typed = new Map([...box.querySelectorAll(".nd-input")].map((d) => [`${d.dataset.input}:${d.dataset.type}`, fieldValue(d)]));
+  // Values already typed carry over to an input of the same name and type of the same
+  // plug-in (another version, another of its steps).
+  const typed = new Map(box.dataset.plugin === manifest?.id
+    ? [...box.querySelectorAll(".nd-input")].map((d) => [`${d.dataset.input}:${d.dataset.type}`, fieldValue(d)])
+    : []);
   const step = manifest?.steps.find((s) => s.name === item.querySelector(".nd-plugin-step").value);
   if (!step) {
     box.replaceChildren();
+    delete box.dataset.plugin;
     if (!manifest) about(item, "");
     return;
   }
+  box.dataset.plugin = manifest.id;
   about(item, `${manifest.id}@${manifest.version} · ${step.name}${step.description ? ` — ${step.description}` : ""}`);
   box.replaceChildren(...(step.inputs ?? []).map((def) => inputField(def, typed.get(`${def.name}:${def.type ?? "string"}`))));
   if ((step.inputs ?? []).length === 0) box.append(el("p", { class: "muted", text: "This step takes no inputs." }));

@@ -73,9 +73,12 @@ describe("home permissions", () => {
     for (const f of ["output.log", "status", "pid", "command.sh"]) expect(mode(join(stepDir, f)), f).toBe(0o600);
     expect(mode(join(home, "steps", "old-step", "output.log"))).toBe(0o600);
     for (const f of readdirSync(home).filter((f) => f.startsWith("journal.db"))) expect(mode(join(home, f)), f).toBe(0o600);
-    // The step ran with the umask the agent was started with; work/ contents are the users'.
-    expect(mode(join(home, "work", "made-by-step"))).toBe(0o644);
-    expect(mode(join(home, "work", "dir-by-step"))).toBe(0o755);
+    // The step ran with the umask the agent was started with, in the deployment's own
+    // work folder (private, like work/); what the step creates there is the user's.
+    const work = join(home, "work", r.json.id);
+    expect(mode(work)).toBe(0o700);
+    expect(mode(join(work, "made-by-step"))).toBe(0o644);
+    expect(mode(join(work, "dir-by-step"))).toBe(0o755);
     expect(mode(join(home, "work", "kept.txt"))).toBe(0o644);
   });
 

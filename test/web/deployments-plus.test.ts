@@ -161,7 +161,7 @@ describe("web page: plug-ins, secrets, tags, rollout, cancel", () => {
   it("saves, replaces and deletes secrets; a value never reaches the page's DOM", async () => {
     const { context, page } = await open();
     const valueAnywhere = (v: string) => page.evaluate((v) => document.documentElement.outerHTML.includes(v)
-      || [...document.querySelectorAll("input, textarea, select")].some((i) => (i as HTMLInputElement).value.includes(v)), v);
+      || Array.from(document.querySelectorAll("input, textarea, select")).some((i) => (i as HTMLInputElement).value.includes(v)), v);
     try {
       expect(await page.getAttribute("#secret-value", "type")).toBe("password");
       await page.fill("#secret-name", "DEPLOY_TOKEN");
@@ -212,7 +212,7 @@ describe("web page: plug-ins, secrets, tags, rollout, cancel", () => {
     try {
       // A line that is not key=value is refused before anything is sent.
       await edit("web-a", "web", "region eu-west");
-      await waitText(page, 'tr[data-agent-edit="web-a"] .ae-message', /line 1: write key=value/, "the parse error");
+      await waitText(page, "#ae-message", /line 1: write key=value/, "the parse error");
       await page.fill("#ae-props", "region=eu-west\ncolor = blue");
       await page.click('tr[data-agent-edit="web-a"] .ae-save');
       await page.waitForSelector('tr[data-agent-edit="web-a"]', { state: "detached", timeout: 10_000 });
@@ -280,6 +280,7 @@ describe("web page: plug-ins, secrets, tags, rollout, cancel", () => {
       await page.fill(`${field("who")} .nd-input-value`, "${{ agent.name }} in ${{ agent.properties.region }}");
       await page.fill(`${field("times")} .nd-input-value`, "2");
       await page.check(`${field("loud")} .nd-input-value`);
+      await page.screenshot({ path: "/tmp/outpost-new-deployment.png", fullPage: true });
       await page.click("#nd-submit");
       await page.waitForSelector("#new-deployment", { state: "hidden", timeout: 10_000 });
 

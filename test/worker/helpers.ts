@@ -172,7 +172,7 @@ export function startedReport(cmd: Cmd, i: number): Rep {
   return { type: "step-started", id: `${s.stepId}:started`, deploymentId: cmd.deploymentId, stepId: s.stepId, at: Date.now() };
 }
 
-export function finishedReport(cmd: Cmd, i: number, status: "succeeded" | "failed", exitCode: number, reason: string | null = null): Rep {
+export function finishedReport(cmd: Cmd, i: number, status: import("../../schema/steps.ts").FinalStepStatus, exitCode: number | null, reason: string | null = null): Rep {
   const s = cmd.steps[i];
   return { type: "step-finished", id: `${s.stepId}:finished`, deploymentId: cmd.deploymentId, stepId: s.stepId, status, exitCode, reason, at: Date.now() };
 }

@@ -119,7 +119,7 @@ describe("cancel", () => {
     expect((await call(`/api/v1/deployments/${id}/cancel`, { method: "POST" })).status).toBe(202);
     expect((await commands(agents[0])).filter((c) => c.type === "cancel")).toHaveLength(1);
 
-    const reports = [0, 1].map((i) => ({ ...finishedReport(cmd, i, "succeeded", 0), status: "canceled" as const, exitCode: null, reason: "canceled" }));
+    const reports = [0, 1].map((i) => finishedReport(cmd, i, "canceled", null, "canceled"));
     expect((await postReports(agents[0], reports)).status).toBe(200);
     const ended = await eventually(async () => ((await view(id)).status === "canceled" ? view(id) : null), "deployment canceled");
     expect(ended.steps.every((s) => s.status === "canceled")).toBe(true);
@@ -134,7 +134,7 @@ describe("cancel", () => {
     const cmd = (await commands(agent))[0] as Cmd;
     await postReports(agent, [startedReport(cmd, 0), finishedReport(cmd, 0, "succeeded", 0), startedReport(cmd, 1)]);
     expect((await call(`/api/v1/deployments/${id}/cancel`, { method: "POST" })).status).toBe(202);
-    await postReports(agent, [{ ...finishedReport(cmd, 1, "succeeded", 0), status: "canceled", exitCode: null, reason: "canceled" }]);
+    await postReports(agent, [finishedReport(cmd, 1, "canceled", null, "canceled")]);
     const ended = await eventually(async () => ((await view(id)).status === "canceled" ? view(id) : null), "canceled");
     expect(ended.steps.map((s) => s.status)).toEqual(["succeeded", "canceled"]);
     expect((await call(`/api/v1/deployments/${id}/cancel`, { method: "POST" })).status).toBe(202); // still canceled

@@ -14,7 +14,7 @@ import type { Env } from "../env.ts";
 import { HttpError } from "../http-errors.ts";
 
 const PACKAGE_CONTENT_TYPE = "application/gzip";
-export const SHA256_HEADER = "x-content-sha256";
+const SHA256_HEADER = "x-content-sha256";
 
 type UploadAnswer = { id: string; version: string; sha256: string; steps: string[] };
 
