@@ -100,12 +100,12 @@ export class TestServer {
   }
 
   // Registers an agent through the real CLI; returns its home directory.
-  async registerAgent(name: string, serverUrl = this.base): Promise<string> {
+  async registerAgent(name: string, serverUrl = this.base, extraArgs: string[] = []): Promise<string> {
     const tok = await this.api("POST", "/api/v1/registration-tokens", {});
     if (tok.status !== 201) throw new Error(`registration token: ${tok.status} ${tok.text}`);
     const home = join(this.work, "agents", name);
     mkdirSync(home, { recursive: true });
-    const p = startProc(process.execPath, [agentBin, "register", "--server", serverUrl, "--token", tok.json.token, "--name", name, "--home", home],
+    const p = startProc(process.execPath, [agentBin, "register", "--server", serverUrl, "--token", tok.json.token, "--name", name, "--home", home, ...extraArgs],
       { logFile: join(this.work, `agent-${name}.log`) });
     const code = await p.exited;
     if (code !== 0) throw new Error(`outpost-agent register exited ${code}; see ${p.logFile}`);
