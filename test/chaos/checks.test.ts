@@ -35,7 +35,7 @@ function cleanRun() {
   const agents = ["chaos-x-a1", "chaos-x-a2"].map((name, i) => ({ name, id: `agent-${i + 1}`, home: "/nonexistent", proc: null, down: false, restartTimer: null, starts: 1 }));
   const [a1, a2] = agents.map((a) => a.name);
   const plans = [
-    plan("chaos-x-d0", [a1], [step(1, "ok"), step(2, "big", "safe", 700), step(3, "ok")]),
+    plan("chaos-x-d0", [a1], [step(1, "ok"), step(2, "big", "safe", 700), step(3, "plugin")]),
     plan("chaos-x-d1", [a1, a2], [step(1, "ok"), step(2, "timeout"), step(3, "ok")], "timeout"),
     plan("chaos-x-d2", [a2], [step(1, "ok"), step(2, "ok"), step(3, "ok", "safe")]),
     plan("chaos-x-lost0", [a1], [step(1, "gate", "safe"), step(2, "big", "safe"), step(3, "ok", "safe")], "agent-lost"),
@@ -56,7 +56,8 @@ function cleanRun() {
         const id = `${sub.id}-${agent.slice(-2)}-${k + 1}`;
         const finishedAt = created + 1_000 * (k + 1);
         const reason = exp.reason === "timeout" ? "timeout: still running after 1 s, process group killed" : exp.reason === "late" ? LATE_REASON : exp.status === "skipped" ? "an earlier step failed" : null;
-        steps.push({ id, agent, name: sp.name, status: exp.status, exitCode: exp.exitCode, reason, startedAt: iso(finishedAt - 500), finishedAt: iso(finishedAt), reportedAt: iso(finishedAt + 20) });
+        const outputs = sp.kind === "plugin" && exp.status === "succeeded" ? { step: id } : {};
+        steps.push({ id, agent, name: sp.name, status: exp.status, exitCode: exp.exitCode, reason, outputs, startedAt: iso(finishedAt - 500), finishedAt: iso(finishedAt), reportedAt: iso(finishedAt + 20) });
         if (exp.runs) executions.set(id, 1);
         const bytes = exp.log === "output" ? expectedOutput(sp, id) : Buffer.alloc(0);
         logs.set(id, { bytes, size: bytes.length, complete: true, ranges: Math.max(1, Math.ceil(bytes.length / (200 * 1024))) });
@@ -109,6 +110,18 @@ describe("chaos checks", () => {
     const { checks, figures } = evaluate(data);
     expect(failing(checks)).toEqual([]);
     expect(figures).toMatchObject({ multiChunkLogs: 2, timeoutsPlanned: 2, timeoutsAsPlanned: 2, lateResults: 3, appliedTwice: 0, interruptedNotRun: 0, skippedAfterFailure: 2 });
+  });
+
+  it("fail when a plug-in step's output is missing or its secret shows in its log", () => {
+    const { data, step } = cleanRun();
+    const plugin = step(0, "a1", 3);
+    expect(plugin.outputs).toEqual({ step: plugin.id });
+    plugin.outputs = {};
+    const unmasked = Buffer.from(`out-${plugin.id}\ntoken chaos-token-value-never-in-a-log\n`);
+    data.logs.set(plugin.id, { bytes: unmasked, size: unmasked.length, complete: true, ranges: 1 });
+    const { checks } = evaluate(data);
+    expect(named(checks, "every plug-in step that succeeded recorded its output").pass).toBe(false);
+    expect(named(checks, "every log complete").pass).toBe(false);
   });
 
   describe("applied twice", () => {

@@ -211,6 +211,16 @@ export function evaluate(d: RunData): { checks: Check[]; figures: Figures } {
     ]),
   });
 
+  // 3b. plug-in steps: their declared output recorded (the secret they print is checked
+  // masked by the log check above: their expected log holds "token ***")
+  const pluginCases = cases.filter((c) => c.step.kind === "plugin" && c.view.status === "succeeded");
+  const badOutputs = pluginCases.filter((c) => c.view.outputs?.step !== c.id).map((c) => `step ${c.id} (${c.plan.key} ${c.agent}/${c.step.name}): outputs ${JSON.stringify(c.view.outputs)}`);
+  checks.push({
+    name: "every plug-in step that succeeded recorded its output",
+    pass: badOutputs.length === 0 && (d.cfg.pluginShare === 0 || pluginCases.length > 0),
+    details: cap([`${pluginCases.length} plug-in steps succeeded`, ...badOutputs]),
+  });
+
   // 4. step timeouts
   const timeoutCases = cases.filter((c) => c.step.kind === "timeout");
   const timeoutsOk = timeoutCases.filter((c) => c.view.status === "failed" && c.runs === 1 && (c.view.reason ?? "").startsWith("timeout")).length;

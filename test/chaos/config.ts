@@ -23,6 +23,7 @@ export type ChaosConfig = {
   logRangeKiB: number; // logs are read back in ranges of this size (not a divisor of the 256 KiB upload chunk)
   timeoutShare: number; // share of deployments with a step that sleeps past a 1–2 s timeoutSeconds
   safeShare: number; // share of steps declared retry: "safe" (the others "never")
+  pluginShare: number; // share of steps that are plug-in steps (plan.ts CHAOS_PLUGIN, with a secret input)
   agentLostRuns: number; // agent-lost scenarios: an agent stopped past a deployment's short agentLostAfterSeconds
   agentLostShortSeconds: number; // that deployment's agentLostAfterSeconds
   seed: number;
@@ -50,6 +51,7 @@ export const SMALL: ChaosConfig = {
   logRangeKiB: 200,
   timeoutShare: 0.15,
   safeShare: 0.3,
+  pluginShare: 0.25,
   agentLostRuns: 1,
   agentLostShortSeconds: 2,
   seed: 0,
@@ -97,6 +99,7 @@ const KEYS: Record<string, keyof ChaosConfig> = {
   "log-range-kib": "logRangeKiB",
   "timeout-share": "timeoutShare",
   "safe-share": "safeShare",
+  "plugin-share": "pluginShare",
   "agent-lost-runs": "agentLostRuns",
   "agent-lost-short-seconds": "agentLostShortSeconds",
   seed: "seed",

@@ -5,7 +5,8 @@
 // and what must come of each), fault-injector.ts (faults and heal), agent-lost.ts (an
 // agent stopped past a deployment's deadline), observer.ts (results sampled while the
 // run goes on), collect.ts (settle and final collection).
-import { mkdirSync, mkdtempSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { TestServer } from "../support/local-server.ts";
@@ -17,6 +18,7 @@ import { rngFrom, type ChaosConfig } from "./config.ts";
 import { FaultInjector, type FaultTally } from "./fault-injector.ts";
 import { FaultProxy } from "./fault-proxy.ts";
 import { ResultObserver, type DeploymentHistory, type StepHistory } from "./observer.ts";
+import { CHAOS_PLUGIN, CHAOS_SECRET } from "./plan.ts";
 import { buildSchedule } from "./schedule.ts";
 import { DeploymentSubmitter, type Submission } from "./submissions.ts";
 
@@ -99,6 +101,7 @@ export class ChaosRun {
         process.env[k] = v; // TestServer passes its process env to scripts/server.ts
       }
       await this.server.start();
+      await this.#publishPlugin();
       await this.proxy.start();
       await this.apiProxy.start();
       this.log(`server ${this.server.base}; agent proxy ${this.proxy.url}; API proxy ${this.apiProxy.url}`);
@@ -108,7 +111,8 @@ export class ChaosRun {
       const plans = this.submitter.plans;
       this.log(
         `plans: ${plans.length} deployments, ${plans.reduce((n, p) => n + p.steps.length * p.agents.length, 0)} steps ` +
-          `(${plans.filter((p) => p.expect === "timeout").length} with a step timeout, ${plans.reduce((n, p) => n + p.steps.filter((s) => s.kind === "big").length * p.agents.length, 0)} big logs); ` +
+          `(${plans.filter((p) => p.expect === "timeout").length} with a step timeout, ${plans.reduce((n, p) => n + p.steps.filter((s) => s.kind === "big").length * p.agents.length, 0)} big logs, ` +
+          `${plans.reduce((n, p) => n + p.steps.filter((s) => s.kind === "plugin").length * p.agents.length, 0)} plug-in steps); ` +
           `${this.submitter.lostPlans.length} agent-lost scenario(s)`,
       );
       const startedAt = Date.now();
@@ -161,6 +165,20 @@ export class ChaosRun {
     } finally {
       await this.cleanup();
     }
+  }
+
+  // The plug-in the plans' "plugin" steps run, packed with plain tar, and their secret.
+  async #publishPlugin(): Promise<void> {
+    const dir = join(this.work, "chaos-plugin");
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, "outpost-plugin.json"), JSON.stringify(CHAOS_PLUGIN.manifest));
+    for (const [name, text] of Object.entries(CHAOS_PLUGIN.files)) writeFileSync(join(dir, name), text);
+    const pkg = join(this.work, "chaos-plugin.tgz");
+    execFileSync("tar", ["czf", pkg, "-C", dir, "."]);
+    const up = await fetch(`${this.server.base}/api/v1/plugins`, { method: "POST", body: new Uint8Array(readFileSync(pkg)), headers: { authorization: `Bearer ${this.server.adminToken}` } });
+    if (up.status !== 201) throw new Error(`uploading the chaos plug-in: ${up.status} ${await up.text()}`);
+    const secret = await this.server.api("POST", "/api/v1/secrets", CHAOS_SECRET);
+    if (secret.status !== 201) throw new Error(`creating the chaos secret: ${secret.status} ${secret.text}`);
   }
 
   async #readAllViews(submissions: readonly Submission[]): Promise<Map<string, any>> {

@@ -8,11 +8,13 @@
 //     they fail with a reason starting "timeout", the agent's later steps are skipped;
 //   - "gate" steps (agent-lost scenario, agent-lost.ts) wait for a file the run creates
 //     once the deployment's agent-lost deadline has expired, so their result always
-//     arrives after it.
+//     arrives after it;
+//   - "plugin" steps run CHAOS_PLUGIN's step like an "ok" step, with a secret input they
+//     print (the log must show it masked) and an output naming their step id.
 // Every step appends its step id to a count file first: the executions the checks count.
 import { join } from "node:path";
 
-export type StepKind = "ok" | "big" | "timeout" | "gate";
+export type StepKind = "ok" | "big" | "timeout" | "gate" | "plugin";
 export type Retry = "never" | "safe";
 
 export type StepPlan = {
@@ -79,9 +81,43 @@ export function expectedBigOutput(stepId: string, bytes: number): Buffer {
 // awk's substr is 1-based; printf with %06d pads like padStart for i < 10^6.
 const BIG_AWK = `awk -v id="$OUTPOST_STEP_ID" -v b=BYTES 'BEGIN { a = "${ALPHABET}"; n = 0; for (i = 0; n < b; i++) { l = sprintf("%s %06d %s\\n", id, i, substr(a, 1 + i % 31, 1 + (i * 7) % 32)); printf "%s", l; n += length(l) } }' | head -c BYTES`;
 
+// ---- the plug-in the run uploads (and the secret its steps use) ----
+
+export const CHAOS_SECRET = { name: "CHAOS_TOKEN", value: "chaos-token-value-never-in-a-log" };
+export const CHAOS_PLUGIN = {
+  manifest: {
+    id: "chaos-step",
+    version: "1.0.0",
+    name: "Chaos step",
+    description: "counts its run, sleeps, prints its step id and its (masked) token",
+    steps: [
+      {
+        name: "run",
+        inputs: [
+          { name: "countFile", type: "string", required: true },
+          { name: "sleep", type: "number", default: 0 },
+          { name: "token", type: "string", secret: true, required: true },
+        ],
+        outputs: [{ name: "step" }],
+        run: ["sh", "run.sh"],
+      },
+    ],
+  },
+  files: {
+    "run.sh": [
+      'echo "$OUTPOST_STEP_ID" >> "$OUTPOST_INPUT_COUNTFILE"',
+      'sleep "$OUTPOST_INPUT_SLEEP"',
+      'echo "out-$OUTPOST_STEP_ID"',
+      'echo "token $OUTPOST_INPUT_TOKEN"',
+      'echo "step=$OUTPOST_STEP_ID" > "$OUTPOST_OUTPUTS"',
+    ].join("\n") + "\n",
+  },
+};
+
 // The expected log of a step that ran (to the end, or to its timeout).
 export function expectedOutput(step: StepPlan, stepId: string): Buffer {
   if (step.kind === "big") return expectedBigOutput(stepId, step.bigBytes);
+  if (step.kind === "plugin") return Buffer.from(`out-${stepId}\ntoken ***\n`);
   return Buffer.from(`out-${stepId}\n`);
 }
 
@@ -97,7 +133,21 @@ export function stepCommand(step: StepPlan, countFile: string, gateFile: string 
     case "gate":
       if (!gateFile) throw new Error("a gate step needs a gate file");
       return `${count}; i=0; while [ ! -e '${gateFile}' ] && [ $i -lt ${GATE_MAX_SECONDS * 5} ]; do sleep 0.2; i=$((i + 1)); done; echo "out-$OUTPOST_STEP_ID"`;
+    case "plugin":
+      throw new Error("a plug-in step has no command (see stepBody)");
   }
+}
+
+function stepBody(s: StepPlan, countFile: string, gateFile: string | null) {
+  const common = { name: s.name, retry: s.retry, ...(s.timeoutSeconds === null ? {} : { timeoutSeconds: s.timeoutSeconds }) };
+  if (s.kind !== "plugin") return { ...common, type: "shell" as const, command: stepCommand(s, countFile, gateFile) };
+  return {
+    ...common,
+    type: "plugin" as const,
+    plugin: CHAOS_PLUGIN.manifest.id,
+    step: "run",
+    inputs: { countFile, sleep: Number(s.sleepSeconds.toFixed(3)), token: `\${{ secrets.${CHAOS_SECRET.name} }}` },
+  };
 }
 
 export function countFileFor(execDir: string, agents: readonly string[]): string {
@@ -111,13 +161,7 @@ export function deploymentBody(plan: DeploymentPlan, execDir: string) {
     name: plan.key,
     agents: plan.agents,
     agentLostAfterSeconds: plan.agentLostAfterSeconds,
-    steps: plan.steps.map((s) => ({
-      name: s.name,
-      type: "shell" as const,
-      command: stepCommand(s, countFile, plan.gateFile),
-      retry: s.retry,
-      ...(s.timeoutSeconds === null ? {} : { timeoutSeconds: s.timeoutSeconds }),
-    })),
+    steps: plan.steps.map((s) => stepBody(s, countFile, plan.gateFile)),
   };
 }
 

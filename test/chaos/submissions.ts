@@ -149,7 +149,8 @@ export function makePlan(cfg: ChaosConfig, random: () => number, agentNames: rea
   const timeoutAt = withTimeout ? 1 + Math.floor(random() * count) : 0;
   const steps: StepPlan[] = [];
   for (let p = 1; p <= count; p++) {
-    const kind: StepKind = p === timeoutAt ? "timeout" : random() < cfg.bigLogShare ? "big" : "ok";
+    const r = random();
+    const kind: StepKind = p === timeoutAt ? "timeout" : r < cfg.bigLogShare ? "big" : r < cfg.bigLogShare + cfg.pluginShare ? "plugin" : "ok";
     steps.push({
       name: stepName(p, kind),
       position: p,

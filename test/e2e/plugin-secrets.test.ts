@@ -90,7 +90,7 @@ afterAll(async () => {
 describe("plug-in step with properties and a secret", () => {
   it("runs, feeds a later step, and the secret stays out of every store, answer and log", async () => {
     const pkg = packPlugin();
-    const up = await fetch(`${server.base}/api/v1/plugins`, { method: "POST", body: pkg, headers: { authorization: `Bearer ${server.adminToken}` } });
+    const up = await fetch(`${server.base}/api/v1/plugins`, { method: "POST", body: new Uint8Array(pkg), headers: { authorization: `Bearer ${server.adminToken}` } });
     expect(up.status, await up.clone().text()).toBe(201);
     expect(await up.json()).toMatchObject({ id: "hello-tools", version: "1.0.0", steps: ["greet"] });
 
