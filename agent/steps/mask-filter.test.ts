@@ -1,7 +1,7 @@
 // The mask filter as a real process: a pipe in, a pipe out, a masks file that vanishes.
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -43,6 +43,26 @@ describe("mask-filter process", () => {
     expect(await exited).toBe(0);
     expect(Buffer.concat(err).toString()).toBe("");
     expect(Buffer.concat(out).toString()).toBe(`password: ${MASK}!\nkey:\n${MASK}\nalone: ${MASK}\ntail hunter`);
+  });
+
+  it("masks the step's outputs file in place once stdin has ended; removes one it cannot mask", () => {
+    const outputs = join(dir, "outputs");
+    writeFileSync(outputs, 'token=hunter2\n{"k":"a\\"b"}\n');
+    const masks = masksFile(JSON.stringify(["hunter2", 'a\\"b']));
+    const r = spawnSync(process.execPath, [FILTER, masks, outputs], { input: "out hunter2\n" });
+    expect(r.status).toBe(0);
+    expect(r.stdout.toString()).toBe(`out ${MASK}\n`);
+    expect(readFileSync(outputs, "utf8")).toBe(`token=${MASK}\n{"k":"${MASK}"}\n`);
+    expect(existsSync(`${outputs}.masking`)).toBe(false);
+    // Absent: nothing to do. Not a regular file: removed, and said so in the log.
+    rmSync(outputs);
+    expect(spawnSync(process.execPath, [FILTER, masksFile('["x"]'), outputs], { input: "" }).status).toBe(0);
+    expect(existsSync(outputs)).toBe(false);
+    mkdirSync(outputs);
+    const bad = spawnSync(process.execPath, [FILTER, masksFile('["x"]'), outputs], { input: "" });
+    expect(bad.status).toBe(0);
+    expect(existsSync(outputs)).toBe(false);
+    expect(bad.stdout.toString()).toMatch(/outputs file could not be masked \(not a regular file\); it was removed/);
   });
 
   it("passes a large stream through whole (back-pressure), masking every occurrence", () => {

@@ -1,4 +1,4 @@
-// A process that masks secrets in a stream: `node mask-filter.ts <masks-file>`.
+// A process that masks secrets in a stream: `node mask-filter.ts <masks-file> [<outputs-file>]`.
 //
 // Reads <masks-file> (a JSON array of strings: the secret values to mask), DELETES it
 // at once — it holds secrets in clear and nothing else needs it — then copies stdin to
@@ -6,14 +6,20 @@
 // command uses secrets has its output piped through it on the way to output.log, so
 // the secrets never reach the disk or the server.
 //
+// With <outputs-file> (the step's OUTPOST_OUTPUTS), once stdin has ended — the step's
+// command is over — that file is masked in place too (written aside, then renamed), so
+// whatever reads it after the step's status exists finds no secret, even a worker that
+// never held the secrets (it restarted while the step ran). A file that cannot be
+// masked is removed: outputs are lost rather than shown.
+//
 // Exit 2 (with a message on stderr, no output) when the masks file cannot be read or
 // is not an array of strings: passing output through unmasked is never the fallback.
 // Exit 1 if reading stdin or writing stdout fails.
 //
 // It starts once per step that uses secrets, so it imports only node:fs and mask.ts
 // (which imports nothing): no zod, no agent modules.
-import { readFileSync, rmSync } from "node:fs";
-import { createMasker } from "./mask.ts";
+import { lstatSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { createMasker, maskText } from "./mask.ts";
 
 function readMasks(path: string | undefined): string[] {
   if (!path) fail(2, "usage: mask-filter.ts <masks-file>");
@@ -43,7 +49,25 @@ function fail(code: number, message: string): never {
   process.exit(code);
 }
 
-const masker = createMasker(readMasks(process.argv[2]));
+const OUTPUTS_MAX_BYTES = 1024 * 1024; // as agent/steps/outputs-file.ts reads at most
+
+function maskOutputsFile(path: string, secrets: string[]): void {
+  try {
+    const st = lstatSync(path, { throwIfNoEntry: false });
+    if (!st) return;
+    if (!st.isFile() || st.size > OUTPUTS_MAX_BYTES) throw new Error(st.isFile() ? "too large" : "not a regular file");
+    const tmp = `${path}.masking`;
+    writeFileSync(tmp, maskText(readFileSync(path, "latin1"), secrets), { encoding: "latin1", mode: 0o600 });
+    renameSync(tmp, path);
+  } catch (e) {
+    rmSync(path, { force: true, recursive: true });
+    process.stdout.write(`outpost: the step's outputs file could not be masked (${(e as Error).message}); it was removed\n`);
+  }
+}
+
+const secrets = readMasks(process.argv[2]);
+const outputsFile = process.argv[3];
+const masker = createMasker(secrets);
 const { stdin, stdout } = process;
 
 stdin.on("data", (chunk: Buffer) => {
@@ -56,7 +80,9 @@ stdin.on("data", (chunk: Buffer) => {
   }
 });
 stdin.on("end", () => {
-  stdout.end(masker.end(), () => process.exit(0));
+  const rest = masker.end();
+  if (outputsFile) maskOutputsFile(outputsFile, secrets);
+  stdout.end(rest, () => process.exit(0));
 });
 stdin.on("error", (e) => fail(1, `cannot read stdin: ${e.message}`));
 stdout.on("error", (e) => fail(1, `cannot write stdout: ${e.message}`));

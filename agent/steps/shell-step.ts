@@ -29,7 +29,7 @@ export const WRAPPER = [
   'd="$1"',
   'echo $$ > "$d/pid"',
   'if [ -n "$3" ]; then',
-  '  { ( if [ -n "$2" ]; then umask "$2" || exit 126; fi; exec /bin/sh "$d/command.sh" ) 2>&1 < /dev/null; echo $? > "$d/rc"; } | "$3" "$4" "$d/masks" >> "$d/output.log" 2>&1',
+  '  { ( if [ -n "$2" ]; then umask "$2" || exit 126; fi; exec /bin/sh "$d/command.sh" ) 2>&1 < /dev/null; echo $? > "$d/rc"; } | "$3" "$4" "$d/masks" "$d/outputs" >> "$d/output.log" 2>&1',
   '  c=$(cat "$d/rc" 2>/dev/null); [ -n "$c" ] || c=1',
   '  rm -f "$d/rc" "$d/command.sh"',
   "else",

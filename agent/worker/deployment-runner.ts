@@ -40,7 +40,7 @@ import { DIR_MODE } from "../home.ts";
 import type { PluginCache } from "../plugins/plugin-cache.ts";
 import { readOutputs } from "../steps/outputs-file.ts";
 import type { ApiClient } from "./api-client.ts";
-import { deploymentWorkDir, fetchSecrets, LaunchStopped, prepareLaunch, writeMasks, type LaunchDeps } from "./step-launch.ts";
+import { LaunchStopped, maskVariants, prepareLaunch, writeMasks, type LaunchDeps } from "./step-launch.ts";
 
 const OUTPUT_CHECK_MS = 200;
 
@@ -285,19 +285,17 @@ export class DeploymentRunner {
   }
 
   // The step's outputs file, masked with its secrets. A worker that did not start the step
-  // (it restarted) asks the server for them once; without them the outputs are dropped,
+  // (it restarted) does not hold them: the mask filter masked the file before the step's
+  // status was written; without a status (the step was killed) the outputs are dropped,
   // never sent unmasked.
-  async #readOutputs(spec: StepToRun, paths: StepPaths): Promise<Record<string, string>> {
-    let secrets = this.#secrets.get(spec.stepId) ?? null;
-    if (secrets === null && spec.secrets?.length) {
-      const fetched = await fetchSecrets({ ...this.#launch, stopped: () => true }, spec).catch(() => null);
-      secrets = fetched?.ok ? Object.values(fetched.values) : null;
-      if (secrets === null) {
-        this.#deps.log.warn(`step ${spec.stepId}: its secrets are not at hand to mask its outputs; outputs dropped`);
-        return {};
-      }
+  #readOutputs(spec: StepToRun, paths: StepPaths): Record<string, string> {
+    const held = this.#secrets.get(spec.stepId);
+    const usedSecrets = (spec.secrets?.length ?? 0) > 0 || (spec.type === "plugin" && spec.inputDefs.some((d) => d.secret));
+    if (held === undefined && usedSecrets && readStatus(paths) === null) {
+      this.#deps.log.warn(`step ${spec.stepId}: ended without an exit status while no worker held its secrets; its outputs are dropped`);
+      return {};
     }
-    const { outputs, problems } = readOutputs(paths.outputs, { declared: spec.type === "plugin" ? spec.outputs : null, secrets: secrets ?? [] });
+    const { outputs, problems } = readOutputs(paths.outputs, { declared: spec.type === "plugin" ? spec.outputs : null, secrets: maskVariants(held ?? []) });
     for (const p of problems) this.#deps.log.warn(`step ${spec.stepId} (${spec.name}) outputs: ${p}`);
     return outputs;
   }
@@ -305,7 +303,7 @@ export class DeploymentRunner {
   async #finish(command: DeployCommand, spec: StepToRun, outcome: StepOutcome, endedAt = Date.now()): Promise<void> {
     const paths = stepPaths(this.#deps.stepsDir, spec.stepId);
     const ran = outcome.status === "succeeded" || outcome.status === "failed";
-    if (ran && outcome.outputs === undefined) outcome = { ...outcome, outputs: await this.#readOutputs(spec, paths) };
+    if (ran && outcome.outputs === undefined) outcome = { ...outcome, outputs: this.#readOutputs(spec, paths) };
     removeSecretFiles(paths, spec.type === "shell" && (spec.secrets?.length ?? 0) > 0);
     this.#secrets.delete(spec.stepId);
     await this.#capOutput(spec.stepId, paths);

@@ -78,8 +78,14 @@ export async function prepareLaunch(
 }
 
 // The mask filter's list: written just before the step starts, deleted by the filter.
+// Each secret also as it reads inside a JSON string (a step printing JSON, an outputs
+// file written as JSON), when that differs.
 export function writeMasks(paths: StepPaths, secrets: string[]): void {
-  writeFileSync(paths.masks, JSON.stringify(secrets), { mode: FILE_MODE });
+  writeFileSync(paths.masks, JSON.stringify(maskVariants(secrets)), { mode: FILE_MODE });
+}
+
+export function maskVariants(secrets: readonly string[]): string[] {
+  return [...new Set(secrets.flatMap((s) => [s, JSON.stringify(s).slice(1, -1)]))];
 }
 
 type Secrets = { ok: true; values: Record<string, string> } | { ok: false; outcome: StepOutcome };

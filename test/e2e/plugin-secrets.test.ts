@@ -7,11 +7,13 @@ import { execFileSync } from "node:child_process";
 import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { TestServer, type Proc } from "../support/local-server.ts";
+import { TestServer, waitFor, type Proc } from "../support/local-server.ts";
+import { readPid } from "../support/pids.ts";
 
 const server = new TestServer();
 const NAME = "plugin-agent";
 const SECRET = `s3cr3t-${Math.random().toString(36).slice(2)}-value`;
+const GO_FILE = join(server.work, "go");
 let home: string;
 let agent: Proc;
 
@@ -53,6 +55,12 @@ function packPlugin(): Buffer {
           outputs: [{ name: "greeting" }],
           run: ["sh", "greet.sh"],
         },
+        {
+          name: "slow-echo",
+          inputs: [{ name: "password", type: "string", secret: true, required: true }],
+          outputs: [{ name: "echoed" }],
+          run: ["sh", "slow.sh"],
+        },
       ],
     }),
   );
@@ -70,6 +78,8 @@ function packPlugin(): Buffer {
       'echo made > made-by-plugin.txt',
     ].join("\n") + "\n",
   );
+  // Waits for a go file, then writes the secret into its output (JSON, so escaped).
+  writeFileSync(join(dir, "slow.sh"), 'while [ ! -e "$GO_FILE" ]; do sleep 0.1; done\nprintf \'{"echoed":"%s"}\' "$OUTPOST_INPUT_PASSWORD" > "$OUTPOST_OUTPUTS"\necho "slow done $OUTPOST_INPUT_PASSWORD"\n');
   const out = join(server.work, "hello-tools.tgz");
   execFileSync("tar", ["czf", out, "-C", dir, "."]);
   return readFileSync(out);
@@ -78,6 +88,7 @@ function packPlugin(): Buffer {
 beforeAll(async () => {
   await server.start();
   home = await server.registerAgent(NAME, server.base, ["--tags", "web,eu"]);
+  process.env.GO_FILE = GO_FILE; // the agent's steps inherit it
   agent = server.startAgent(NAME, home);
   await server.waitAgentOnline(NAME);
 });
@@ -92,7 +103,7 @@ describe("plug-in step with properties and a secret", () => {
     const pkg = packPlugin();
     const up = await fetch(`${server.base}/api/v1/plugins`, { method: "POST", body: new Uint8Array(pkg), headers: { authorization: `Bearer ${server.adminToken}` } });
     expect(up.status, await up.clone().text()).toBe(201);
-    expect(await up.json()).toMatchObject({ id: "hello-tools", version: "1.0.0", steps: ["greet"] });
+    expect(await up.json()).toMatchObject({ id: "hello-tools", version: "1.0.0", steps: ["greet", "slow-echo"] });
 
     expect((await server.api("POST", "/api/v1/secrets", { name: "DB_PASSWORD", value: SECRET })).status).toBe(201);
     const agents = await server.api("GET", "/api/v1/agents");
@@ -149,5 +160,30 @@ describe("plug-in step with properties and a secret", () => {
     // The check itself can find things: the log text is on disk in both places.
     expect(filesContaining(home, "shell sees ***").length).toBeGreaterThan(0);
     expect(filesContaining(server.stateDir, "shell sees ***").length).toBeGreaterThan(0);
+  });
+
+  it("a worker restarted while the step ran still records its outputs masked", async () => {
+    const created = await server.api("POST", "/api/v1/deployments", {
+      agents: [NAME],
+      steps: [{ name: "slow", type: "plugin", plugin: "hello-tools", step: "slow-echo", inputs: { password: "${{ secrets.DB_PASSWORD }}" } }],
+    });
+    expect(created.status, created.text).toBe(201);
+    const stepId = await waitFor(async () => {
+      const d = await server.api("GET", `/api/v1/deployments/${created.json.id}`);
+      return d.json?.steps?.[0]?.status === "running" ? (d.json.steps[0].id as string) : null;
+    }, 30_000, "slow step running");
+    const workerPid = readPid(join(home, "worker.pid"));
+    expect(workerPid).not.toBeNull();
+    process.kill(workerPid!, "SIGKILL"); // the monitor starts a new worker, which never held the secret
+    await waitFor(async () => readPid(join(home, "worker.pid")) !== workerPid && readPid(join(home, "worker.pid")), 30_000, "a new worker");
+    writeFileSync(GO_FILE, "");
+    const done = await server.waitDeployment(created.json.id);
+    expect(done.status, JSON.stringify(done)).toBe("succeeded");
+    expect(done.steps[0].outputs).toEqual({ echoed: "***" });
+    const log = (await server.api("GET", `/api/v1/deployments/${done.id}/steps/${stepId}/log`)).text;
+    expect(log).toContain("slow done ***");
+    expect(JSON.stringify(done) + log).not.toContain(SECRET);
+    expect(filesContaining(home, SECRET)).toEqual([]);
+    expect(filesContaining(server.stateDir, SECRET)).toEqual([]);
   });
 });
