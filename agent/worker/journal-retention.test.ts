@@ -129,7 +129,8 @@ describe("journal migration", () => {
     const j = await Journal.open(path);
     try {
       expect(await j.lastSeq()).toBe(1);
-      expect(await j.step("s1")).toMatchObject({ state: "running", logUploaded: 7, logGivenUp: null, outputDropped: 0 });
+      expect(await j.step("s1")).toMatchObject({ state: "running", logUploaded: 7, logGivenUp: null, outputDropped: 0, outputs: null });
+      expect(await j.isCanceled("dep-1")).toBe(false); // migration 0002: canceled_deployments
       expect(await j.outboxIds(10)).toEqual(["s1:started"]);
       expect(await j.rejectReport("s1:started", 422, "no")).toBe(true);
       expect((await j.rejectedReports()).map((r) => r.id)).toEqual(["s1:started"]);
