@@ -1,18 +1,8 @@
 // Secret masking: whole strings, and streams cut at every possible place.
 import { describe, expect, it } from "vitest";
+import { seededRandom as rng } from "../../test/support/prng.ts";
 import { createMasker, MASK, maskPatterns, maskText } from "./mask.ts";
 
-// A small deterministic PRNG, so a failing case can be replayed from its seed.
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function streamed(input: Buffer, secrets: string[], cuts: number[]): Buffer {
   const m = createMasker(secrets);

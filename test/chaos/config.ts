@@ -143,14 +143,5 @@ export function resolveConfig(argv: string[], env: NodeJS.ProcessEnv = process.e
   return cfg;
 }
 
-// Small seeded PRNG (mulberry32), so a run can be repeated with its seed.
-export function rngFrom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// A run can be repeated with its seed.
+export { seededRandom as rngFrom } from "../support/prng.ts";

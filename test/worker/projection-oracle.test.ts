@@ -4,6 +4,7 @@
 // time and in random order, and every step and deployment must end as the rules say.
 // docs/protocol.md §Projection.
 import { env } from "cloudflare:workers";
+import { seededRandom as prng } from "../support/prng.ts";
 import { describe, expect, it } from "vitest";
 import { projectJobs, type ProjectionJob } from "../../d1/projection.ts";
 import { applyFinished, deploymentOutcome, type StepResult } from "../../durable-objects/rules.ts";
@@ -11,17 +12,6 @@ import { reportIds, type Report } from "../../schema/agent-api.ts";
 import { FINAL_STEP_STATUSES, SERVER_REASONS, type FinalStepStatus } from "../../schema/steps.ts";
 import { createDeployment, registerAgent } from "./helpers.ts";
 
-// A small deterministic PRNG, so that a failure names a seed that reproduces it.
-function prng(seed: number) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type Model = { steps: Map<string, StepResult>; deployment: "queued" | "running" | "succeeded" | "failed" | "canceled" };
 
