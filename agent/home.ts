@@ -30,12 +30,15 @@ export type HomePlan = { chmod: { path: string; mode: number }[]; foreign: HomeE
 // else cannot be fixed here (and whoever owns one could change what the agent
 // reads or runs). Symlinks and other special files are never chmod-ed: chmod
 // follows a symlink out of the home.
+// Private to the owner, who keeps the execute bit (a plug-in's programs need it).
+const privateFileMode = (mode: number): number => FILE_MODE | (mode & 0o100);
+
 export function planHomeFix(entries: readonly HomeEntry[], uid: number): HomePlan {
   const plan: HomePlan = { chmod: [], foreign: [] };
   for (const e of entries) {
     if (e.uid !== uid) plan.foreign.push(e);
     else if (e.kind === "dir" && (e.mode & 0o7777) !== DIR_MODE) plan.chmod.push({ path: e.path, mode: DIR_MODE });
-    else if (e.kind === "file" && (e.mode & 0o7777) !== FILE_MODE) plan.chmod.push({ path: e.path, mode: FILE_MODE });
+    else if (e.kind === "file" && (e.mode & 0o7777) !== privateFileMode(e.mode)) plan.chmod.push({ path: e.path, mode: privateFileMode(e.mode) });
   }
   return plan;
 }

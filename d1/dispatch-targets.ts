@@ -58,12 +58,15 @@ function wireStep(s: StepToDispatch) {
   return parsed.data;
 }
 
-export async function markDispatched(env: { DB: D1Database }, t: { deploymentId: string; agentId: string }, now: number): Promise<void> {
-  await d1(env)
+// Also says whether the deployment was canceled meanwhile (same statement, no extra read).
+export async function markDispatched(env: { DB: D1Database }, t: { deploymentId: string; agentId: string }, now: number): Promise<{ canceled: boolean }> {
+  const row = await d1(env)
     .update(deploymentTargets)
     .set({ dispatchedAt: now })
     .where(and(eq(deploymentTargets.deploymentId, t.deploymentId), eq(deploymentTargets.agentId, t.agentId), isNull(deploymentTargets.dispatchedAt)))
-    .run();
+    .returning({ canceledAt: sql<number | null>`(SELECT canceled_at FROM deployments WHERE id = ${t.deploymentId})` })
+    .get();
+  return { canceled: row !== undefined && row.canceledAt !== null };
 }
 
 // Undispatched targets of live (not revoked) agents, rebuilt from D1 rows alone.

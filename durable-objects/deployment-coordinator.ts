@@ -13,7 +13,7 @@ import { dispatchAll, sendCancel } from "./dispatch.ts";
 import { nextRolloutAction, skippedReason } from "./rollout-rules.ts";
 
 const KEY_DEPLOYMENT = "deploymentId";
-// While the deployment is open the alarm looks again this often (pokes are faster).
+// While a later wave waits, the alarm looks again this often (pokes are faster).
 const SAFETY_PASS_MS = 30_000;
 const RETRY_PASS_MS = 5_000;
 const MAX_STEPS_PER_PASS = 50;
@@ -56,16 +56,18 @@ export class DeploymentCoordinator extends DurableObject<Cloudflare.Env> {
     const id = (await this.ctx.storage.get<string>(KEY_DEPLOYMENT))!;
     const db = this.env.DB;
     let retrySoon = false;
-    let open = false;
+    let watch = false; // a later wave waits for this one to end
     for (let i = 0; i < MAX_STEPS_PER_PASS; i++) {
       const state = await rolloutState(db, id);
       if (!state) break;
-      open = state.open;
-      if (!state.open) break;
+      // A canceled deployment may have ended in D1 already (its undispatched steps were
+      // canceled there) while an agent still holds its command: that agent is told anyway.
       if (state.canceled) {
         retrySoon ||= (await this.#tellOfCancel(id)) > 0;
         break;
       }
+      if (!state.open) break;
+      watch = state.currentWave < state.waves;
       const targets = await undispatchedTargets(this.env, { deploymentId: id });
       if (targets.length > 0) retrySoon ||= (await dispatchAll(this.env, targets)).failed > 0;
       const action = nextRolloutAction(state);
@@ -78,7 +80,7 @@ export class DeploymentCoordinator extends DurableObject<Cloudflare.Env> {
         console.log(`deployment ${id}: wave ${action.after} failed; later waves skipped (stopOnFailure)`);
       }
     }
-    if (open) await this.ctx.storage.setAlarm(Date.now() + (retrySoon ? RETRY_PASS_MS : SAFETY_PASS_MS));
+    if (retrySoon || watch) await this.ctx.storage.setAlarm(Date.now() + (retrySoon ? RETRY_PASS_MS : SAFETY_PASS_MS));
     else await this.ctx.storage.deleteAlarm();
   }
 

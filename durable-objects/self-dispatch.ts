@@ -3,7 +3,8 @@
 // sweep while the agent is connected. A target younger than SELF_DISPATCH_AFTER_MS is
 // left alone: its first dispatch may still be on its way.
 import { deployCommand, markDispatched, undispatchedTargets } from "../d1/dispatch-targets.ts";
-import type { CommandBody } from "../schema/agent-api.ts";
+import { cancelCommandIdFor, type CommandBody } from "../schema/agent-api.ts";
+import { markCancelSent } from "../d1/rollout.ts";
 
 const SELF_DISPATCH_AFTER_MS = 5000;
 
@@ -27,7 +28,12 @@ export async function dispatchFromD1(deps: SelfDispatchDeps, agentId: string, no
   for (const t of targets) {
     store(deployCommand(t), clock());
     try {
-      await markDispatched(env, t, clock());
+      const { canceled } = await markDispatched(env, t, clock());
+      // Canceled between the lookup and the mark: the cancel follows the deploy at once.
+      if (canceled) {
+        store({ type: "cancel", id: cancelCommandIdFor(t.deploymentId, agentId), deploymentId: t.deploymentId }, clock());
+        await markCancelSent(env.DB, t.deploymentId, agentId, clock());
+      }
     } catch (e) {
       console.error(`AgentChannel ${agentId}: stored ${t.commandId} but could not mark it dispatched (harmless repeat later):`, e);
     }

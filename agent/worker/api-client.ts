@@ -143,7 +143,8 @@ export class ApiClient {
   // The values of the secrets a step names, for this step only (docs/agent-api.md).
   async stepSecrets(stepId: string, signal?: AbortSignal): Promise<StepSecretsAnswer> {
     const { status, body } = await this.request("POST", `/agent/v1/steps/${encodeURIComponent(stepId)}/secrets`, { signal, okStatuses: [404, 410, 422] });
-    if (status === 404 || status === 410) return { kind: "ended" };
+    if (status === 404) return { kind: "unknown" };
+    if (status === 410) return { kind: "ended" };
     if (status === 422) return { kind: "missing", missing: validate(stepSecretsMissing, body, "secrets refusal").missing };
     return { kind: "secrets", secrets: validate(stepSecretsResponse, body, "secrets answer").secrets };
   }
@@ -194,7 +195,8 @@ export class ApiClient {
 export type StepSecretsAnswer =
   | { kind: "secrets"; secrets: Record<string, string> }
   | { kind: "missing"; missing: string[] } // named secrets no longer exist: the step fails naming them
-  | { kind: "ended" }; // 404/410: the server no longer waits for this step
+  | { kind: "ended" } // 410: the server no longer waits for this step
+  | { kind: "unknown" }; // 404: not a step of this agent, as far as the server knows
 
 // The error names what was wrong and where, never the body: a pull's body is
 // command text, which must not reach the agent's log.

@@ -6,7 +6,7 @@
 import { and, asc, inArray, sql, type SQL } from "drizzle-orm";
 import type { LibSQLDatabase } from "drizzle-orm/libsql";
 import { reportIds } from "../../schema/agent-api.ts";
-import { journalCommands, journalSteps, outbox } from "../../schema/journal.ts";
+import { canceledDeployments, journalCommands, journalSteps, outbox } from "../../schema/journal.ts";
 import { ACTIVE_STEP_STATUSES } from "../../schema/steps.ts";
 
 // Report ids are `<stepId><suffix>` (schema/agent-api.ts reportIds); SQL needs the suffixes.
@@ -25,12 +25,19 @@ function fullyDelivered(cutoff: number, outputCap: number): SQL {
 
 type Db = Pick<LibSQLDatabase, "select" | "delete">;
 
-export async function selectPrunable(db: Db, cutoff: number, outputCap: number, limit: number): Promise<{ seq: number; stepIds: string[] }[]> {
+// deploymentId: of a deploy command's steps (its work folder goes with it); null for a cancel.
+export async function selectPrunable(db: Db, cutoff: number, outputCap: number, limit: number): Promise<{ seq: number; stepIds: string[]; deploymentId: string | null }[]> {
   const cmds = await db.select({ seq: journalCommands.seq }).from(journalCommands).where(fullyDelivered(cutoff, outputCap)).orderBy(asc(journalCommands.seq)).limit(limit);
   if (cmds.length === 0) return [];
   const seqs = cmds.map((c) => c.seq);
-  const steps = await db.select({ seq: journalSteps.commandSeq, stepId: journalSteps.stepId }).from(journalSteps).where(inArray(journalSteps.commandSeq, seqs));
-  return seqs.map((seq) => ({ seq, stepIds: steps.filter((s) => s.seq === seq).map((s) => s.stepId) }));
+  const steps = await db
+    .select({ seq: journalSteps.commandSeq, stepId: journalSteps.stepId, deploymentId: journalSteps.deploymentId })
+    .from(journalSteps)
+    .where(inArray(journalSteps.commandSeq, seqs));
+  return seqs.map((seq) => {
+    const own = steps.filter((s) => s.seq === seq);
+    return { seq, stepIds: own.map((s) => s.stepId), deploymentId: own[0]?.deploymentId ?? null };
+  });
 }
 
 // Deletes those of `seqs` that still qualify (something may have changed since they
@@ -44,6 +51,7 @@ export async function deletePrunable(db: Db, seqs: number[], cutoff: number, out
   const ok = still.map((r) => r.seq);
   if (ok.length === 0) return [];
   await db.delete(journalSteps).where(inArray(journalSteps.commandSeq, ok));
+  await db.delete(canceledDeployments).where(inArray(canceledDeployments.commandSeq, ok));
   await db.delete(journalCommands).where(inArray(journalCommands.seq, ok));
   return ok;
 }

@@ -31,7 +31,7 @@ export async function selectStepFacts(db: Pick<LibSQLDatabase, "select">, stepId
 export async function requeueFinished(tx: Tx, stepId: string, now: number): Promise<boolean> {
   const row = await tx.select().from(journalSteps).where(eq(journalSteps.stepId, stepId)).get();
   if (!row || isActiveStep(row.state)) return false;
-  const outcome: StepOutcome = { status: row.state, exitCode: row.exitCode, reason: row.reason };
+  const outcome: StepOutcome = { status: row.state, exitCode: row.exitCode, reason: row.reason, ...(row.outputs ? { outputs: JSON.parse(row.outputs) as Record<string, string> } : {}) };
   await insertReport(tx, finishedReport(stepId, row.deploymentId, outcome, row.finishedAt ?? now), now);
   await tx.update(journalSteps).set({ logUploaded: 0, logGivenUp: null }).where(eq(journalSteps.stepId, stepId));
   return true;

@@ -307,7 +307,7 @@ export class Journal {
   // ---- retention (agent/worker/journal-prune.ts) ----
 
   // Commands fully delivered whose steps all ended before `cutoff`, oldest first.
-  prunableCommands(cutoff: number, limit: number): Promise<{ seq: number; stepIds: string[] }[]> {
+  prunableCommands(cutoff: number, limit: number): Promise<{ seq: number; stepIds: string[]; deploymentId: string | null }[]> {
     return this.#op("prunableCommands", (db) => selectPrunable(db, cutoff, OUTPUT_CAP_BYTES, limit));
   }
 

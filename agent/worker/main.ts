@@ -83,7 +83,7 @@ async function main(): Promise<void> {
     },
   });
   const scheduler = new Scheduler({ journal, runner, maxConcurrent, log: log.child("scheduler") });
-  const pruner = new Pruner({ journal, stepsDir: paths.steps, retentionDays, log: log.child("prune") });
+  const pruner = new Pruner({ journal, stepsDir: paths.steps, workDir: paths.work, retentionDays, log: log.child("prune") });
   const puller = new CommandPuller({ journal, api, log: log.child("pull"), onStored: () => {
       scheduler.kick();
       runner.checkCancels().catch((e) => log.error("cannot check stored commands for cancels", e));

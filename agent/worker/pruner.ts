@@ -1,6 +1,7 @@
 // Retention: deployments that ended on this agent more than `retentionDays` ago
 // and are fully delivered (agent/worker/journal-prune.ts says exactly when) leave
-// the journal and steps/, so a long-lived agent does not grow without bound. Runs
+// the journal, steps/ and their work folder, so a long-lived agent does not grow
+// without bound. Runs
 // at start and then periodically. Step folders go first, journal rows after: a
 // crash in between leaves rows the next run finds again, never folders no row
 // points at. meta.lastSeq stays, so a command pulled again is still never run.
@@ -8,6 +9,7 @@ import { rmSync } from "node:fs";
 import type { Logger } from "../log.ts";
 import { stepPaths } from "../steps/shell-step.ts";
 import type { Journal } from "./journal.ts";
+import { deploymentWorkDir } from "./step-launch.ts";
 
 export const RETENTION_DAYS_DEFAULT = 7;
 const DAY_MS = 86_400_000;
@@ -20,7 +22,7 @@ export function pruneIntervalMs(retentionMs: number): number {
   return Math.min(MAX_PRUNE_EVERY_MS, Math.max(MIN_PRUNE_EVERY_MS, retentionMs / 2));
 }
 
-export type PrunerDeps = { journal: Journal; stepsDir: string; retentionDays: number; log: Logger };
+export type PrunerDeps = { journal: Journal; stepsDir: string; workDir: string; retentionDays: number; log: Logger };
 
 export class Pruner {
   readonly #deps: PrunerDeps;
@@ -68,6 +70,7 @@ export class Pruner {
       for (const c of candidates) {
         try {
           for (const stepId of c.stepIds) rmSync(stepPaths(stepsDir, stepId).dir, { recursive: true, force: true });
+          if (c.deploymentId !== null) rmSync(deploymentWorkDir(this.#deps.workDir, c.deploymentId), { recursive: true, force: true });
           cleared.push(c.seq);
           folders += c.stepIds.length;
         } catch (e) {

@@ -95,6 +95,7 @@ export async function fetchSecrets(deps: LaunchDeps, step: StepToRun): Promise<S
   const answer = await retrying(deps, `fetching the secrets of step ${step.stepId}`, () => deps.api.stepSecrets(step.stepId));
   if (answer.kind === "missing") return { ok: false, outcome: { status: "failed", exitCode: null, reason: `secret(s) not found: ${answer.missing.join(", ")}` } };
   if (answer.kind === "ended") return { ok: false, outcome: { status: "canceled", exitCode: null, reason: "canceled: the server ended this step before it started" } };
+  if (answer.kind === "unknown") return { ok: false, outcome: { status: "failed", exitCode: null, reason: "the server does not know this step as this agent's; its secrets were not given" } };
   return { ok: true, values: answer.secrets };
 }
 

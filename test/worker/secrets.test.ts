@@ -316,8 +316,9 @@ describe("POST /agent/v1/steps/:stepId/secrets", () => {
     const stepId = await insertStep(agent, JSON.stringify({ secrets: ["TARGET"] }));
     const res = await fetchStepSecrets(agent, stepId);
     const text = await res.text();
-    // The server's own data is wrong (a 5xx, logged with the name), and no value leaks.
-    expect(res.status).toBe(500);
+    // The step fails naming the secret (the agent does not wait for ever), and no value leaks.
+    expect(res.status).toBe(422);
+    expect(JSON.parse(text)).toMatchObject({ missing: ["TARGET"], error: expect.stringMatching(/cannot be opened.*TARGET/) });
     expect(text).not.toContain(VALUE);
   });
 });

@@ -26,7 +26,7 @@ export async function postDeployment(request: ApiRequest, env: Env, ctx: Executi
   // docs/protocol.md §Idempotent requests.
   const hash = await requestHash(body);
   const known = await findKey(env, key, Date.now());
-  if (known) return replayed(await replay(env, key, known, hash));
+  if (known) return replayed(env, ctx, await replay(env, key, known, hash));
   try {
     return created(env, ctx, await createDeployment(d1(env), env.DB, body, Date.now(), { key, requestHash: hash }));
   } catch (e) {
@@ -34,7 +34,7 @@ export async function postDeployment(request: ApiRequest, env: Env, ctx: Executi
     // A concurrent request with this key won the race; its batch (and deployment) committed.
     const winner = await findKey(env, key, Date.now());
     if (!winner) throw new Error(`Idempotency-Key '${key}' collided but no row is stored`, { cause: e });
-    return replayed(await replay(env, key, winner, hash));
+    return replayed(env, ctx, await replay(env, key, winner, hash));
   }
 }
 
@@ -73,7 +73,9 @@ export async function postCancel(request: ApiRequest, env: Env): Promise<Respons
   return json({ id, status: row.status, canceledAt: new Date(row.canceledAt).toISOString() }, 202);
 }
 
-function replayed(id: string): Response {
+// The first request may have been cut before its coordinator was poked.
+function replayed(env: Env, ctx: ExecutionContext, id: string): Response {
+  ctx.waitUntil(pokeCoordinator(env, id));
   return json({ id }, 201, { "idempotent-replayed": "true" });
 }
 

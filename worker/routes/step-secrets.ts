@@ -12,7 +12,7 @@ import type { ApiRequest } from "../api-request.ts";
 import { requireAgent } from "../auth.ts";
 import type { Env } from "../env.ts";
 import { HttpError } from "../http-errors.ts";
-import { openSecret } from "../secrets-crypto.ts";
+import { openSecret, SecretOpenError } from "../secrets-crypto.ts";
 import { requireSecretsKey } from "./secrets.ts";
 
 // Only the `secrets` field matters here; the rest of a definition (a plug-in step's
@@ -48,8 +48,23 @@ export async function getStepSecrets(request: ApiRequest, env: Env): Promise<Res
   const sealed = await sealedSecrets(env, names);
   const missing = names.filter((n) => !sealed.has(n));
   if (missing.length > 0) throw new HttpError(422, `secret(s) not found: ${missing.join(", ")}`, { missing });
+  // A value the current key cannot open (the key was changed, the row copied) is as good
+  // as missing for this step: it fails naming it instead of waiting for ever.
+  const entries: (readonly [string, string])[] = [];
+  const unreadable: string[] = [];
+  for (const n of names) {
+    try {
+      entries.push([n, await openSecret(key, n, sealed.get(n)!)] as const);
+    } catch (e) {
+      if (!(e instanceof SecretOpenError)) throw e;
+      console.error(`step ${stepId}: ${e.message}`);
+      unreadable.push(n);
+    }
+  }
+  if (unreadable.length > 0) {
+    throw new HttpError(422, `secret(s) cannot be opened with the server's OUTPOST_SECRETS_KEY (was it changed? set them again): ${unreadable.join(", ")}`, { missing: unreadable });
+  }
   // fromEntries defines own properties, so even a secret named "__proto__" is carried.
-  const entries = await Promise.all(names.map(async (n) => [n, await openSecret(key, n, sealed.get(n)!)] as const));
   const body: z.infer<typeof stepSecretsResponse> = { secrets: Object.fromEntries(entries) };
   // Values must not be kept by any cache between here and the agent.
   return json(body, 200, { "cache-control": "no-store" });
