@@ -28,6 +28,16 @@ describe("home permissions", () => {
       5,
     );
     expect(plan.chmod).toEqual([{ path: "/h", mode: 0o700 }, { path: "/h/journal.db", mode: 0o600 }]);
+    // A program keeps its owner's execute bit (a plug-in's files), never anyone else's.
+    const programs = planHomeFix(
+      [
+        { path: "/h/plugins/p/run", kind: "file", mode: 0o100700, uid: 5 },
+        { path: "/h/plugins/p/tool", kind: "file", mode: 0o100755, uid: 5 },
+        { path: "/h/plugins/p/data", kind: "file", mode: 0o100640, uid: 5 },
+      ],
+      5,
+    );
+    expect(programs.chmod).toEqual([{ path: "/h/plugins/p/tool", mode: 0o700 }, { path: "/h/plugins/p/data", mode: 0o600 }]);
     expect(plan.foreign.map((e) => e.path)).toEqual(["/h/steps/x"]);
   });
 

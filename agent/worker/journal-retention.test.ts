@@ -56,7 +56,7 @@ describe("retention", () => {
     await deliver(4);
     await journal.storeCommands([{ kind: "valid", command: deploy(5) }], 1_000); // not ended
     expect((await journal.prunableCommands(2_000, 100)).map((c) => c.seq)).toEqual([1]);
-    expect(await journal.prunableCommands(2_000, 100)).toEqual([{ seq: 1, stepIds: ["c1-s0", "c1-s1"] }]);
+    expect(await journal.prunableCommands(2_000, 100)).toEqual([{ seq: 1, stepIds: ["c1-s0", "c1-s1"], deploymentId: "dep-1" }]);
     expect(await journal.pruneCommands([1, 2, 3, 4, 5], 2_000)).toEqual([1]); // re-checked: only 1 qualifies
     expect(await journal.steps(1)).toEqual([]);
     await expect(journal.command(1)).rejects.toThrow(/no command with seq 1/);
@@ -81,6 +81,16 @@ describe("retention", () => {
     // A resync that re-sends the result uploads the output again from 0.
     await journal.requeueFinishedReport("c1-s0");
     expect(await journal.step("c1-s0")).toMatchObject({ logUploaded: 0, logGivenUp: null });
+  });
+
+  it("re-sends a step's result with the outputs it recorded", async () => {
+    await journal.storeCommands([{ kind: "valid", command: deploy(1, 1) }], 1_000);
+    await journal.startStep("c1-s0", "dep-1", 1_000);
+    await journal.finishStep("c1-s0", "dep-1", { ...ok, outputs: { version: "1.2.3" } }, 10, 1_100);
+    await journal.deleteReports(["c1-s0:started", "c1-s0:finished"]);
+    expect(await journal.requeueFinishedReport("c1-s0")).toBe(true);
+    const [again] = await journal.peekOutbox(10);
+    expect(again.report).toMatchObject({ type: "step-finished", status: "succeeded", outputs: { version: "1.2.3" } });
   });
 
   it("prunes a command that ended without any readable step by its receipt time", async () => {

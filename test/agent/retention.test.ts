@@ -53,8 +53,10 @@ describe("retention", () => {
     await server.waitAgentOnline(NAME);
     const steps = join(home, "steps");
 
-    const quick = await deploy("echo quick");
+    const quick = await deploy("echo quick > left-in-work.txt; echo quick");
     expect((await server.waitDeployment(quick.dep)).status).toBe("succeeded");
+    const quickWork = join(home, "work", quick.dep);
+    expect(existsSync(join(quickWork, "left-in-work.txt"))).toBe(true);
     const slow = await deploy("sleep 12; echo slow");
     const slowDir = stepPaths(steps, slow.stepId).dir;
     const slowPid = await waitFor(async () => readPid(join(slowDir, "pid")), 20_000, "the slow step's pid");
@@ -63,6 +65,7 @@ describe("retention", () => {
 
     // The quick one goes once 4.3 s have passed since it ended; the slow one, still running, stays.
     await waitFor(async () => !existsSync(stepPaths(steps, quick.stepId).dir), 20_000, "the quick step's folder to be pruned");
+    expect(existsSync(quickWork)).toBe(false); // its deployment's work folder with it
     expect(existsSync(slowDir)).toBe(true);
     // Folders go first, rows right after (a crash in between leaves rows to find again).
     await waitFor(async () => (await journalRows(home)).commands === 1, 5_000, "the quick command's rows to be pruned");

@@ -1,6 +1,12 @@
 // docs/api.md §Rollout and §Cancel, through the real Worker, D1, the agents' channels
 // and the deployments' coordinators: agents are played over the agent API.
+import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import { deployCommand } from "../../d1/dispatch-targets.ts";
+import { d1 } from "../../d1/db.ts";
+import { dispatchTarget } from "../../durable-objects/dispatch.ts";
+import { createDeploymentBody } from "../../schema/api.ts";
+import { createDeployment as createRows } from "../../worker/deployments/create.ts";
 import type { Command } from "../../schema/agent-api.ts";
 import { agentCall, call, eventually, expectError, finishedReport, postJson, postReports, registerAgent, startedReport, type Cmd, type TestAgent } from "./helpers.ts";
 
@@ -157,5 +163,21 @@ describe("cancel", () => {
     // Nothing was pulled in between: the agent finds both, in order, when it returns.
     const all = await eventually(async () => ((await commands(agent)).length === 2 ? commands(agent) : null), "two commands");
     expect(all.map((c) => c.type)).toEqual(["deploy", "cancel"]);
+  });
+});
+
+describe("cancel racing a dispatch", () => {
+  it("an agent whose command was stored just before the cancel's batch still gets the cancel", async () => {
+    const [agent] = await tagged("race", 1, ["race-web"]);
+    // Rows written, the command stored in the agent's channel, not yet marked dispatched …
+    const created = await createRows(d1(env), env.DB, createDeploymentBody.parse({ agents: [agent.name], steps: [{ name: "a", type: "shell", command: "true" }] }), Date.now());
+    const [target] = created.firstWave;
+    await env.AGENT_CHANNEL.get(env.AGENT_CHANNEL.idFromName(agent.agentId)).enqueue(agent.agentId, deployCommand(target));
+    // … when the cancel's batch runs: it takes the target for undispatched and ends its steps.
+    expect((await call(`/api/v1/deployments/${created.id}/cancel`, { method: "POST" })).status).toBe(202);
+    expect((await view(created.id)).status).toBe("canceled");
+    // The dispatch then marks it: the mark sees the cancel, and the agent is told.
+    await dispatchTarget(env, target);
+    expect((await commands(agent)).map((c) => c.type)).toEqual(["deploy", "cancel"]);
   });
 });
