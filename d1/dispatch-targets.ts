@@ -28,6 +28,7 @@ export type DispatchTarget = {
   agentId: string;
   commandId: string;
   agentLostAfterSeconds: number;
+  waves: number; // of the deployment: with more than one, its coordinator follows each agent's end
   context: CommandContext;
   steps: StepToDispatch[];
 };
@@ -93,6 +94,7 @@ export async function undispatchedTargets(
       agentId: deploymentTargets.agentId,
       commandId: deploymentTargets.commandId,
       agentLostAfterSeconds: deployments.agentLostAfterSeconds,
+      waves: deployments.waves,
       agentName: agents.name,
       agentProperties: deploymentTargets.agentProperties,
       deploymentProperties: deployments.properties,

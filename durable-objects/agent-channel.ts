@@ -114,9 +114,10 @@ export class AgentChannel extends DurableObject<Cloudflare.Env> {
   }
 
   // Stores a command (idempotent by id) and tells the agent there is something new.
-  async enqueue(agentId: string, body: CommandBody): Promise<{ seq: number; created: boolean }> {
+  // `coordinated`: the deployment has later rollout waves (docs/protocol.md §Rollout).
+  async enqueue(agentId: string, body: CommandBody, opts: { coordinated?: boolean } = {}): Promise<{ seq: number; created: boolean }> {
     this.ledger.bindAgent(agentId);
-    const result = this.store(commandBody.parse(body), Date.now());
+    const result = this.store(commandBody.parse(body), Date.now(), opts.coordinated ?? false);
     await this.alarms.scheduleNext();
     if (this.ledger.outboxStats().pending > 0) this.ctx.waitUntil(this.projection.drain());
     return result;
@@ -286,8 +287,8 @@ export class AgentChannel extends DurableObject<Cloudflare.Env> {
 
   // ---- internals ----
 
-  private store(command: CommandBody, now: number): { seq: number; created: boolean } {
-    const result = this.ledger.enqueue(command, now);
+  private store(command: CommandBody, now: number, coordinated = false): { seq: number; created: boolean } {
+    const result = this.ledger.enqueue(command, now, coordinated);
     if (!result.created) return result;
     if (this.work.revokedAt() !== null) {
       // Dispatched after the revoke (a race): end it like the rest of the agent's work.
@@ -301,7 +302,7 @@ export class AgentChannel extends DurableObject<Cloudflare.Env> {
 
   private dispatchFromD1(agentId: string, now: number): Promise<void> {
     if (!this.work.dispatchCheckDue(now, SELF_DISPATCH_CHECK_MS)) return Promise.resolve();
-    return dispatchFromD1({ env: this.env, store: (command, at) => this.store(command, at), now: clock }, agentId, now);
+    return dispatchFromD1({ env: this.env, store: (command, at, coordinated) => this.store(command, at, coordinated), now: clock }, agentId, now);
   }
 
   // docs/protocol.md §Revoke: D1 refused a presence write for this agent. If it is

@@ -10,7 +10,7 @@ import { channelOf } from "./channels.ts";
 // A cancel whose D1 batch ran between the store and the mark took this target for
 // undispatched: the mark sees the cancel, and the agent is told here.
 export async function dispatchTarget(env: Cloudflare.Env, t: DispatchTarget): Promise<number> {
-  const { seq } = await channelOf(env, t.agentId).enqueue(t.agentId, deployCommand(t));
+  const { seq } = await channelOf(env, t.agentId).enqueue(t.agentId, deployCommand(t), { coordinated: t.waves > 1 });
   const { canceled } = await markDispatched(env, t, Date.now());
   if (canceled) await sendCancel(env, t.deploymentId, t.agentId);
   return seq;

@@ -113,7 +113,8 @@ export function openLedger(storage: DurableObjectStorage) {
 
     // Idempotent by command id: a known id returns its existing seq. A cancel command
     // has no steps of its own: it is settled once stored (nothing is awaited from it).
-    enqueue(body: CommandBody, now: number): { seq: number; created: boolean } {
+    // `coordinated`: its deployment has later waves (deploymentSettled tells the coordinator).
+    enqueue(body: CommandBody, now: number, coordinated = false): { seq: number; created: boolean } {
       return tx(() => {
         const existing = db.select({ seq: commands.seq }).from(commands).where(eq(commands.id, body.id)).get();
         if (existing) return { seq: existing.seq, created: false };
@@ -126,6 +127,7 @@ export function openLedger(storage: DurableObjectStorage) {
             body: JSON.stringify(body),
             createdAt: now,
             deploymentId: body.deploymentId,
+            coordinated: deploy !== null && coordinated,
             ...(deploy ? { agentLostAfterSeconds: deploy.agentLostAfterSeconds } : { finishedAt: now }),
           })
           .run();
@@ -134,13 +136,14 @@ export function openLedger(storage: DurableObjectStorage) {
       });
     },
 
-    // The deploy command of a deployment has nothing left to wait for on this agent:
-    // every step's final result is in, or the server gave up on it (agent-lost).
-    deploymentSettled(deploymentId: string): boolean {
+    // The deploy command of a deployment with later waves has nothing left to wait for
+    // on this agent: every step's final result is in, or the server gave up on it
+    // (agent-lost). Its coordinator may then start the next wave.
+    coordinatedDeploymentSettled(deploymentId: string): boolean {
       const row = db
         .select({ finishedAt: commands.finishedAt, lostAt: commands.lostAt })
         .from(commands)
-        .where(and(eq(commands.deploymentId, deploymentId), sql`json_extract(${commands.body}, '$.type') = 'deploy'`))
+        .where(and(eq(commands.deploymentId, deploymentId), eq(commands.coordinated, true)))
         .get();
       return row !== undefined && (row.finishedAt !== null || row.lostAt !== null);
     },

@@ -11,7 +11,7 @@ export function openProjectionDrain(deps: {
   ledger: Ledger;
   db: D1Database;
   retryNoLaterThan: (at: number) => Promise<void>;
-  // Deployments whose command on this agent is settled by what was just projected.
+  // Deployments with later waves whose command on this agent is settled by what was just projected.
   onSettled: (deploymentIds: string[]) => void;
   now: () => number;
 }) {
@@ -38,7 +38,7 @@ export function openProjectionDrain(deps: {
       }
       ledger.markProjected(ids);
       const ended = new Set(rows.flatMap((r) => (r.job.kind === "agent-lost" ? [r.job.deploymentId] : r.job.kind === "report" && r.job.report.type === "step-finished" ? [r.job.report.deploymentId] : [])));
-      const settled = [...ended].filter((id) => ledger.deploymentSettled(id));
+      const settled = [...ended].filter((id) => ledger.coordinatedDeploymentSettled(id));
       if (settled.length > 0) onSettled(settled);
     }
   };

@@ -11,7 +11,7 @@ const SELF_DISPATCH_AFTER_MS = 5000;
 export type SelfDispatchDeps = {
   env: { DB: D1Database };
   // The channel's own store: idempotent by command id, announces to the agent.
-  store: (command: CommandBody, now: number) => unknown;
+  store: (command: CommandBody, now: number, coordinated?: boolean) => unknown;
   now: () => number;
 };
 
@@ -26,7 +26,7 @@ export async function dispatchFromD1(deps: SelfDispatchDeps, agentId: string, no
     return;
   }
   for (const t of targets) {
-    store(deployCommand(t), clock());
+    store(deployCommand(t), clock(), t.waves > 1);
     try {
       const { canceled } = await markDispatched(env, t, clock());
       // Canceled between the lookup and the mark: the cancel follows the deploy at once.

@@ -17,6 +17,9 @@ export const commands = sqliteTable(
     finishedAt: integer("finished_at"),
     // Set when the agent-lost deadline passed and the steps were failed in D1 (done once).
     lostAt: integer("lost_at"),
+    // The deployment has later rollout waves: once this command is settled, its
+    // coordinator is poked so the next wave can start (docs/protocol.md §Rollout).
+    coordinated: integer("coordinated", { mode: "boolean" }).notNull().default(false),
   },
   (t) => [index("commands_open").on(t.finishedAt, t.seq)],
 );

@@ -8,6 +8,7 @@
 // step's process group and ends the others `canceled`; a step that ended first keeps
 // its result.
 import type { Command, StepToRun } from "../../schema/agent-api.ts";
+import { findReferences } from "../../schema/expressions.ts";
 import { describeCause } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { capOutput, OUTPUT_CAP_BYTES, truncationNote } from "../steps/output-cap.ts";
@@ -94,14 +95,17 @@ export class DeploymentRunner {
     const { command } = await journal.command(seq);
     if (command.type !== "deploy") throw new JournalError(`command seq ${seq} is not a deploy command`, { seq });
     const specs = new Map(command.steps.map((s) => [s.stepId, s]));
+    // Registered before the journal is asked: a cancel stored from now on aborts it
+    // (checkCancels), one stored before is in the journal.
     const cancel = new AbortController();
     this.#cancels.set(command.deploymentId, cancel);
+    if (await journal.isCanceled(command.deploymentId)) cancel.abort();
     try {
       for (;;) {
         if (this.#stopping) return;
         const steps = await journal.steps(seq);
         const next = nextStep(steps);
-        const canceled = cancel.signal.aborted || (await journal.isCanceled(command.deploymentId));
+        const canceled = cancel.signal.aborted;
         if (canceled && next.kind !== "resume") {
           const pending = steps.filter((s) => s.state === "pending");
           await journal.endCommand(seq, pending, CANCELED_REASON, Date.now(), "canceled");
@@ -176,6 +180,8 @@ export class DeploymentRunner {
 
   // `steps.NAME.outputs.K`: the outputs of an earlier step of this deployment on this agent.
   async #outputsOf(command: DeployCommand, seq: number, spec: StepToRun): Promise<(name: string) => Record<string, string> | null> {
+    const text = spec.type === "shell" ? spec.command : JSON.stringify(spec.inputs);
+    if (!findReferences(text).some((r) => r.kind === "step-output")) return () => null; // nothing to read
     const rows = new Map((await this.#deps.journal.steps(seq)).map((r) => [r.stepId, r]));
     return (name) => {
       const earlier = command.steps.find((s) => s.name === name && s.position < spec.position);

@@ -12,7 +12,7 @@ const OLD_OUTBOX = `CREATE TABLE projection_outbox (
   report_id text PRIMARY KEY NOT NULL, body text NOT NULL, attempts integer DEFAULT 0 NOT NULL,
   last_error text, created_at integer NOT NULL, kind text DEFAULT 'report' NOT NULL)`;
 
-describe("ledger migration 0002 (job namespaces)", () => {
+describe("ledger migrations 0002 (job namespaces) and 0003 (coordinated commands)", () => {
   it("moves server jobs into their own namespace, keeps the queue's order, prunes settled ids, backfills deployment ids", async () => {
     const stub = env.AGENT_CHANNEL.get(env.AGENT_CHANNEL.idFromName("migrated-agent"));
     await runInDurableObject(stub, async (_i: AgentChannel, state) => {
@@ -20,8 +20,10 @@ describe("ledger migration 0002 (job namespaces)", () => {
       // Roll this (fresh, fully migrated) ledger back to the previous release's shape.
       sql.exec("DROP TABLE projection_outbox");
       sql.exec(OLD_OUTBOX);
-      // (drizzle's table has no usable id: rows are told apart by created_at.)
-      sql.exec("DELETE FROM __drizzle_migrations WHERE created_at = (SELECT max(created_at) FROM __drizzle_migrations)");
+      // … and before 0003 (coordinated commands). (drizzle's table has no usable id: rows
+      // are told apart by created_at; the two newest are 0002 and 0003.)
+      sql.exec("ALTER TABLE commands DROP COLUMN coordinated");
+      sql.exec("DELETE FROM __drizzle_migrations WHERE created_at IN (SELECT created_at FROM __drizzle_migrations ORDER BY created_at DESC LIMIT 2)");
 
       const body = (stepIds: string[]) =>
         JSON.stringify({ type: "deploy", id: "dep-1:migrated-agent", deploymentId: "dep-1", agentLostAfterSeconds: 900, steps: stepIds.map((stepId, position) => ({ stepId, position, name: stepId, type: "shell", command: "true", timeoutSeconds: null, retry: "never" })) });
@@ -45,6 +47,9 @@ describe("ledger migration 0002 (job namespaces)", () => {
       expect(ledger.outbox()[0].job).toEqual({ kind: "report", report: started, at: 1400, receivedAt: 1500 });
       expect(sql.exec<{ id: string }>("SELECT id FROM applied_reports ORDER BY id").toArray().map((r) => r.id)).toEqual(["open:started"]);
       expect(sql.exec<{ d: string }>("SELECT deployment_id AS d FROM commands").one().d).toBe("dep-1");
+      // 0003: a command stored before rollouts is not a coordinated one.
+      expect(sql.exec<{ c: number }>("SELECT coordinated AS c FROM commands").one().c).toBe(0);
+      expect(ledger.coordinatedDeploymentSettled("dep-1")).toBe(false);
       // Still a working ledger: dedupe of the settled step comes from command_steps.
       expect(ledger.appliedAmong(["done:finished", "open:started", "open:finished"])).toEqual(["done:finished", "open:started"]);
     });

@@ -1,6 +1,9 @@
 // docs/api.md §Rollout and §Cancel, through the real Worker, D1, the agents' channels
 // and the deployments' coordinators: agents are played over the agent API.
+import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
+import { coordinatorOf } from "../../durable-objects/channels.ts";
+import type { DeploymentCoordinator } from "../../durable-objects/deployment-coordinator.ts";
 import { describe, expect, it } from "vitest";
 import { deployCommand } from "../../d1/dispatch-targets.ts";
 import { d1 } from "../../d1/db.ts";
@@ -70,6 +73,8 @@ describe("rollout in waves", () => {
     }
     const done = await eventually(async () => ((await view(id)).status === "succeeded" ? view(id) : null), "deployment succeeded");
     expect(done.rollout?.currentWave).toBe(3);
+    const stored = await runInDurableObject(coordinatorOf(env, id), (_i: DeploymentCoordinator, state) => state.storage.get<string>("deploymentId"));
+    expect(stored).toBe(id);
   });
 
   it("stops after a failing wave with stopOnFailure: later agents' steps are skipped", async () => {
@@ -150,6 +155,9 @@ describe("cancel", () => {
     const cmd2 = (await commands(agent)).find((c) => c.deploymentId === done.id) as Cmd;
     await postReports(agent, [startedReport(cmd2, 0), finishedReport(cmd2, 0, "succeeded", 0)]);
     await eventually(async () => (await view(done.id)).status === "succeeded", "succeeded");
+    // A one-wave deployment needs no coordinator: its agent's channel never pokes one.
+    const stored = await runInDurableObject(coordinatorOf(env, done.id), (_i: DeploymentCoordinator, state) => state.storage.get<string>("deploymentId"));
+    expect(stored).toBeUndefined();
     await expectError(await call(`/api/v1/deployments/${done.id}/cancel`, { method: "POST" }), 409, /already ended \(succeeded\)/);
     expect((await view(done.id)).canceledAt).toBeNull();
     await expectError(await call(`/api/v1/deployments/no-such/cancel`, { method: "POST" }), 404);

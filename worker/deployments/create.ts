@@ -46,6 +46,7 @@ export async function createDeployment(
       agentId: agent.id,
       commandId: commandIdFor(id, agent.id),
       agentLostAfterSeconds,
+      waves,
       context: { agentName: agent.name, agentProperties: JSON.parse(agent.properties) as Properties, deploymentProperties: body.properties },
       steps: rows,
     };

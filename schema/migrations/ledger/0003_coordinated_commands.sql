@@ -1,0 +1,1 @@
+ALTER TABLE `commands` ADD `coordinated` integer DEFAULT false NOT NULL;
