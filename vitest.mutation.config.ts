@@ -5,6 +5,9 @@ import { defineConfig } from "vitest/config";
 // `npm run test:mutation`). They are also part of the worker and node suites.
 export const PURE_TESTS = [
   "durable-objects/rules.test.ts",
+  "durable-objects/rollout-rules.test.ts",
+  "schema/expressions.test.ts",
+  "agent/steps/mask.test.ts",
   "durable-objects/uptime.test.ts",
   "durable-objects/sockets.test.ts",
   "worker/log-plan.test.ts",

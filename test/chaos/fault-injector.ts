@@ -9,6 +9,8 @@ import type { ApiClient } from "./api-client.ts";
 import type { FaultProxy } from "./fault-proxy.ts";
 import { FAULT_KINDS, type FaultKindName, type ScheduledFault } from "./schedule.ts";
 
+const API_CUT_WAIT_MS = 20_000;
+
 export type FaultTally = Record<FaultKindName, { injected: number; notInjected: number; reasons: string[] }>;
 
 export class FaultInjector {
@@ -190,6 +192,9 @@ export class FaultInjector {
         note(`WebSocket upgrades blocked for ${f.ms} ms (${proxy.blockWebSockets(f.ms)} open WebSocket(s) reset)`);
         return true;
       case "api-cut": {
+        // POSTs are short and come in bursts: watch for one (a connection is open while
+        // it runs and shortly after) rather than sampling once.
+        for (let waited = 0; this.#apiProxy.openConnections === 0 && waited < API_CUT_WAIT_MS && !this.#stopped; waited += 25) await sleep(25);
         if (this.#apiProxy.openConnections === 0) return "no open management API connection";
         note(`${this.#apiProxy.cutAll()} management API connection(s) reset`);
         return true;
