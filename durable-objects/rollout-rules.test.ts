@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { RolloutState } from "../d1/rollout.ts";
-import { assignWaves, nextRolloutAction, waveSize } from "./rollout-rules.ts";
+import { assignWaves, nextRolloutAction, skippedReason, waveSize } from "./rollout-rules.ts";
 
 describe("waves", () => {
   it("without a rollout every target is in wave 1", () => {
@@ -35,4 +35,8 @@ describe("nextRolloutAction", () => {
     expect(nextRolloutAction({ ...base, canceled: true })).toEqual({ kind: "wait" });
     expect(nextRolloutAction({ ...base, open: false })).toEqual({ kind: "wait" });
   });
+});
+
+describe("skippedReason", () => {
+  it("names the failed wave", () => expect(skippedReason(2)).toBe("not run: wave 2 failed and the rollout stops on failure"));
 });

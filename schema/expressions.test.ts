@@ -31,8 +31,12 @@ describe("expressions", () => {
     expect(r.unresolved).toEqual(["secrets.NOPE", "deployment.properties.x"]);
     expect(r.text).toBe("${{ secrets.NOPE }} ${{ deployment.properties.x }} ${{secrets.NOPE}}");
   });
+  it("names each kind of reference it cannot resolve as written", () => {
+    const none = substitute("${{ agent.name }} ${{ agent.properties.zone }} ${{ steps.deploy.outputs.url }} ${{ deployment.properties.k }} ${{ secrets.S }}", () => null);
+    expect(none.unresolved).toEqual(["agent.name", "agent.properties.zone", "steps.deploy.outputs.url", "deployment.properties.k", "secrets.S"]);
+  });
   it("lists the secrets a text names, and tells a lone expression", () => {
-    expect(secretNamesIn("a ${{ secrets.A }} b ${{secrets.B}} ${{ secrets.A }}")).toEqual(["A", "B"]);
+    expect(secretNamesIn("a ${{ secrets.A }} b ${{secrets.B}} ${{ secrets.A }} ${{ agent.name }} ${{ steps.x.outputs.y }}")).toEqual(["A", "B"]);
     expect(isSingleExpression(" ${{ secrets.A }} ")).toBe(true);
     expect(isSingleExpression("x${{ secrets.A }}")).toBe(false);
   });
