@@ -15,6 +15,11 @@ export default defineConfig({
           // Shorter than the 30 s default, so a test can tell that the setting is honoured.
           OUTPOST_OFFLINE_AFTER_MS: "20000",
           OUTPOST_TEST_HOOKS: "1",
+          // Test release keys: the private halves are in test/worker/fixtures/release-keys.ts.
+          OUTPOST_RELEASE_PUBLIC_KEYS: [
+            "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAf16mD9lqgvQOk8e71vDAcP9n55rOfY+byg/8wbGPgzc=\n-----END PUBLIC KEY-----\n",
+            "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA2wvFgd75vTEU36AaaFhZYBZqAnhf/0B2Bt4+WgFvTYk=\n-----END PUBLIC KEY-----\n",
+          ].join(""),
           TEST_MIGRATIONS: await readD1Migrations("schema/migrations/d1"),
         },
       },

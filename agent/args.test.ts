@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { parseCli, TOKEN_ENV } from "./args.ts";
+import { parseCli, TOKEN_ENV, USAGE } from "./args.ts";
 import { UsageError } from "./errors.ts";
 
 const noEnv = {};
@@ -8,12 +8,36 @@ const reg = ["register", "--server", "https://s", "--name", "a1", "--home", "/h"
 describe("command line", () => {
   it("parses register", () => {
     expect(parseCli(["register", "--server", "https://s", "--token", "t", "--name", "a1", "--home", "/h", "--insecure", "--ca", "/ca.pem"], noEnv)).toEqual({
-      command: "register", server: "https://s", token: { from: "flag", token: "t" }, name: "a1", home: "/h", insecure: true, ca: "/ca.pem", tags: [],
+      command: "register", server: "https://s", token: { from: "flag", token: "t" }, name: "a1", home: "/h", insecure: true, ca: "/ca.pem", tags: [], replace: false, proxy: null,
     });
     expect(parseCli([...reg, "--token", "t", "--tags", "web, eu,,db"], noEnv)).toMatchObject({ tags: ["web", "eu", "db"] });
     expect(() => parseCli([...reg, "--token", "t", "--tags", "web,not ok"], noEnv)).toThrow(/invalid --tags/);
     expect(() => parseCli([...reg, "--token", "t", "--tags", "web,web"], noEnv)).toThrow(/must not repeat/);
     expect(parseCli([...reg, "--token", "t"], noEnv)).toMatchObject({ insecure: false, ca: null });
+  });
+
+  it("parses register --replace (a boolean flag: it takes no value)", () => {
+    expect(parseCli([...reg, "--token", "t", "--replace"], noEnv)).toMatchObject({ command: "register", name: "a1", replace: true });
+    expect(parseCli([...reg, "--token", "t"], noEnv)).toMatchObject({ replace: false });
+    expect(() => parseCli([...reg, "--token", "t", "--replace=yes"], noEnv)).toThrow(UsageError);
+    expect(() => parseCli(["run", "--home", "/h", "--replace"], noEnv)).toThrow(UsageError);
+    expect(USAGE).toMatch(/register .*\[--replace\]/);
+  });
+
+  it("parses register --proxy: http:// only, kept as given, errors never repeat the credentials", () => {
+    expect(parseCli([...reg, "--token", "t", "--proxy", "http://u:p@proxy.corp:3128"], noEnv)).toMatchObject({ proxy: "http://u:p@proxy.corp:3128" });
+    expect(parseCli([...reg, "--token", "t", "--proxy", " proxy.corp:3128 "], noEnv)).toMatchObject({ proxy: "proxy.corp:3128" });
+    expect(parseCli([...reg, "--token", "t"], { HTTPS_PROXY: "http://env:3128" })).toMatchObject({ proxy: null }); // the environment is read at run time
+    const https = (() => { try { parseCli([...reg, "--token", "t", "--proxy", "https://u:s3cret@proxy.corp:443"], noEnv); } catch (e) { return e as Error; } })();
+    expect(https).toBeInstanceOf(UsageError);
+    expect(https!.message).toMatch(/invalid --proxy: an https:\/\/ proxy URL is not supported.*use http:\/\/host:port/);
+    expect(https!.message).not.toContain("s3cret");
+    for (const bad of ["socks5://p:1080", "http://p:3128/path", "http://", "http://u:s3cret@p:99999"]) {
+      const e = (() => { try { parseCli([...reg, "--token", "t", "--proxy", bad], noEnv); } catch (x) { return x as Error; } })();
+      expect(e, bad).toBeInstanceOf(UsageError);
+      expect(e!.message).not.toContain("s3cret");
+    }
+    expect(USAGE).toContain("[--proxy http://[user:pass@]host:port]");
   });
 
   it("takes option values that start with a dash (random tokens do)", () => {

@@ -3,11 +3,13 @@ import { parseArgs } from "node:util";
 import { tagList } from "../schema/api.ts";
 import { describeZodError } from "../schema/errors.ts";
 import { UsageError } from "./errors.ts";
+import { parseProxyUrl } from "./proxy.ts";
 
 export const TOKEN_ENV = "OUTPOST_REGISTRATION_TOKEN";
 
 export const USAGE = `usage:
-  outpost-agent register --server <url> --name <name> --home <dir> [--tags a,b] [--insecure] [--ca <file>]
+  outpost-agent register --server <url> --name <name> --home <dir> [--tags a,b] [--replace] [--insecure] [--ca <file>]
+                         [--proxy http://[user:pass@]host:port]
                          (--token-file <file> | --token <token> | env ${TOKEN_ENV}=<token>)
   outpost-agent run --home <dir> [--concurrency N] [--retention-days N]
 
@@ -17,6 +19,12 @@ export const USAGE = `usage:
   machine in the process list: prefer the file or the environment.
   --tags a,b: the agent's tags (deployments may target agents by tag; an admin can
   change them later: PATCH /api/v1/agents/:id or the web page).
+  --replace: take over the name of a revoked or offline agent (a rebuilt machine): this
+  agent gets a new id and credential, the old one is revoked (its history stays under
+  its id). Refused while that agent is online: stop or revoke it first.
+  --proxy http://[user:pass@]host:port: reach the server only through this HTTP proxy
+  (CONNECT tunnels, TLS to the server inside them), kept in settings.json; without it
+  HTTPS_PROXY / HTTP_PROXY / NO_PROXY are honoured. Only http:// proxy URLs.
   --retention-days N: keep ended, fully delivered deployments in the journal and
   steps/ for N days (default 7, fractions allowed; settings.json "retentionDays").`;
 
@@ -24,7 +32,7 @@ export const USAGE = `usage:
 export type TokenSource = { from: "flag"; token: string } | { from: "file"; path: string } | { from: "env"; token: string };
 
 export type CliRequest =
-  | { command: "register"; server: string; token: TokenSource; name: string; home: string; insecure: boolean; ca: string | null; tags: string[] }
+  | { command: "register"; server: string; token: TokenSource; name: string; home: string; insecure: boolean; ca: string | null; tags: string[]; replace: boolean; proxy: string | null }
   | { command: "run"; home: string; concurrency: number | null; retentionDays: number | null }
   | { command: "help" };
 
@@ -91,6 +99,15 @@ export function tokenSource(flag: string | undefined, file: string | undefined, 
   throw new UsageError(`missing registration token: pass --token-file <file>, set ${TOKEN_ENV}, or pass --token <token>`);
 }
 
+// `--proxy http://[user:pass@]host:port`: checked here (an https:// proxy is a usage
+// error), kept as given for settings.json. The error never repeats the credentials.
+export function parseProxyOption(raw: string | undefined): string | null {
+  if (raw === undefined) return null;
+  const check = parseProxyUrl(raw);
+  if (!check.ok) throw new UsageError(`invalid --proxy: ${check.error}`);
+  return raw.trim();
+}
+
 // `--tags web,eu`: comma-separated, checked by the same rule the server applies.
 export function parseTags(raw: string | undefined): string[] {
   if (raw === undefined || raw.trim() === "") return [];
@@ -113,6 +130,8 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv = process.env): 
       insecure: { type: "boolean" },
       ca: { type: "string" },
       tags: { type: "string" },
+      replace: { type: "boolean" },
+      proxy: { type: "string" },
     });
     return {
       command: "register",
@@ -123,6 +142,8 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv = process.env): 
       insecure: v.insecure === true,
       ca: typeof v.ca === "string" ? v.ca : null,
       tags: parseTags(v.tags as string | undefined),
+      replace: v.replace === true,
+      proxy: parseProxyOption(v.proxy as string | undefined),
     };
   }
   if (command === "run") {

@@ -7,7 +7,7 @@ import { pullConflictResponse } from "../schema/agent-api.ts";
 // restarting it. Any other 401 is retried: it may come from a proxy or a server
 // whose state was reset, and giving up for good on it would strand the machine.
 export const EXIT_REVOKED = 78; // EX_CONFIG in sysexits.h
-export const REVOKED_MESSAGE = "this agent was revoked by the server; register it again (under a new name, into a new home)";
+export const REVOKED_MESSAGE = "this agent was revoked by the server; register it again into a new home (the same name with register --replace)";
 
 export class AgentError extends Error {
   readonly context: Record<string, unknown>;

@@ -9,6 +9,7 @@ import { agentName } from "../schema/api.ts";
 import type { CliRequest, TokenSource } from "./args.ts";
 import { describeCause, HttpStatusError, NetworkError, UsageError } from "./errors.ts";
 import { secureHome } from "./home.ts";
+import { describeRoute, proxyFor, proxyPolicy, ProxyConfigError, type ProxyPolicy } from "./proxy.ts";
 import { homePaths, writeCredential, writeSettings } from "./settings.ts";
 import { checkServerUrl, normalizeServerUrl } from "./url-policy.ts";
 import { AGENT_VERSION } from "./version.ts";
@@ -34,6 +35,14 @@ export async function register(req: RegisterRequest): Promise<number> {
   if (!check.ok) throw new UsageError(check.error);
   if (!agentName.safeParse(req.name).success) throw new UsageError(`invalid --name ${JSON.stringify(req.name)}: ${agentName.safeParse(req.name).error!.issues[0].message}`);
   const server = normalizeServerUrl(check.url);
+  // Registration goes through the proxy too: --proxy, else the environment's.
+  let proxy: ProxyPolicy;
+  try {
+    proxy = proxyPolicy(req.proxy, process.env, "--proxy");
+  } catch (e) {
+    if (e instanceof ProxyConfigError) throw new UsageError(e.message);
+    throw e;
+  }
   const token = readToken(req.token);
 
   let ca: string | null = null;
@@ -61,10 +70,19 @@ export async function register(req: RegisterRequest): Promise<number> {
   }
   secureHome(paths.home); // before the credential lands in it
 
-  const api = new ApiClient(server, null);
+  if (proxyFor(proxy, check.url) !== null) process.stdout.write(`registering with ${server} ${describeRoute(proxy, check.url)}\n`);
+  const api = new ApiClient(server, null, { proxy });
   let res;
   try {
-    res = await api.register({ token, name: req.name, version: AGENT_VERSION, hostname: hostname().slice(0, 255), ...(req.tags.length ? { tags: req.tags } : {}) });
+    res = await api.register({
+      token,
+      name: req.name,
+      version: AGENT_VERSION,
+      hostname: hostname().slice(0, 255),
+      ...(req.tags.length ? { tags: req.tags } : {}),
+      // Sent only when asked for: a server older than `replace` refuses unknown fields.
+      ...(req.replace ? { replace: true } : {}),
+    });
   } catch (e) {
     if (e instanceof HttpStatusError) {
       process.stderr.write(`outpost-agent: registration refused by ${server} (HTTP ${e.status}): ${e.serverError ?? JSON.stringify(e.body)?.slice(0, 300)}\n`);
@@ -82,6 +100,7 @@ export async function register(req: RegisterRequest): Promise<number> {
     agentId: res.agentId,
     insecure: req.insecure,
     ca,
+    proxy: req.proxy, // null: the worker honours the environment's proxy variables instead
     maxConcurrentDeployments: 4,
     registeredAt: new Date().toISOString(),
     version: AGENT_VERSION,

@@ -11,6 +11,10 @@ export const settingsSchema = z.object({
   agentId: z.string().min(1),
   insecure: z.boolean().default(false),
   ca: z.string().nullable().default(null), // extra CA certificate file (PEM), absolute path
+  // `register --proxy`: http://[user:pass@]host:port, every connection goes through it
+  // (agent/proxy.ts). May hold the proxy's password: this file is 0600 in a 0700 home,
+  // like credential.json, and the value is never logged (only http://host:port).
+  proxy: z.string().min(1).nullable().default(null),
   maxConcurrentDeployments: z.int().min(1).max(64).default(4),
   // How long ended, fully delivered deployments stay in the journal and steps/ (days;
   // `run --retention-days` overrides it). Default RETENTION_DAYS_DEFAULT.

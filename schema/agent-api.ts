@@ -15,6 +15,9 @@ export const registerRequest = z.strictObject({
   version: z.string().min(1).max(100),
   hostname: z.string().max(255).optional(),
   tags: tagList.optional(), // `outpost-agent register --tags web,eu`
+  // `register --replace`: take over the name of a revoked or offline agent (a rebuilt
+  // machine); that agent is revoked and its history kept under its own id.
+  replace: z.boolean().optional(),
 });
 export type RegisterRequest = z.infer<typeof registerRequest>;
 export const registerResponse = z.object({ agentId: z.string(), credential: z.string() });

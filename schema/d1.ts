@@ -1,22 +1,31 @@
 // D1 (the server's system of record): agents, tokens, deployments, steps, logs.
 // Timestamps are epoch milliseconds. Status columns only ever move forward; the
 // projection code relies on that to make every write idempotent.
-import { sqliteTable, text, integer, blob, primaryKey, index } from "drizzle-orm/sqlite-core";
+import { sql } from "drizzle-orm";
+import { sqliteTable, text, integer, blob, primaryKey, index, uniqueIndex } from "drizzle-orm/sqlite-core";
 import { DEFAULT_AGENT_LOST_AFTER_SECONDS, DEPLOYMENT_STATUSES, RETRY_POLICIES, STEP_STATUSES, STEP_TYPES } from "./steps.ts";
 
-export const agents = sqliteTable("agents", {
-  id: text("id").primaryKey(),
-  name: text("name").notNull().unique(),
-  credentialHash: text("credential_hash").notNull().unique(),
-  status: text("status", { enum: ["online", "offline"] }).notNull().default("offline"),
-  version: text("version"),
-  hostname: text("hostname"),
-  lastSeenAt: integer("last_seen_at"),
-  createdAt: integer("created_at").notNull(),
-  revokedAt: integer("revoked_at"),
-  tags: text("tags").notNull().default("[]"), // JSON array of tags (schema/api.ts tag)
-  properties: text("properties").notNull().default("{}"), // JSON object, string values
-});
+export const agents = sqliteTable(
+  "agents",
+  {
+    id: text("id").primaryKey(),
+    name: text("name").notNull(),
+    credentialHash: text("credential_hash").notNull().unique(),
+    status: text("status", { enum: ["online", "offline"] }).notNull().default("offline"),
+    version: text("version"),
+    hostname: text("hostname"),
+    lastSeenAt: integer("last_seen_at"),
+    createdAt: integer("created_at").notNull(),
+    revokedAt: integer("revoked_at"),
+    tags: text("tags").notNull().default("[]"), // JSON array of tags (schema/api.ts tag)
+    properties: text("properties").notNull().default("{}"), // JSON object, string values
+    // `register --replace` (docs/api.md §Agents): the id of the agent that took this one's
+    // name. The old row stays (revoked) so its deployments' steps keep their agent.
+    replacedBy: text("replaced_by"),
+  },
+  // A name belongs to one live agent at a time; revoked agents keep theirs for history.
+  (t) => [uniqueIndex("agents_live_name").on(t.name).where(sql`revoked_at IS NULL`)],
+);
 
 export const registrationTokens = sqliteTable("registration_tokens", {
   tokenHash: text("token_hash").primaryKey(),
@@ -179,4 +188,17 @@ export const secrets = sqliteTable("secrets", {
   sealed: text("sealed").notNull(),
   createdAt: integer("created_at").notNull(),
   updatedAt: integer("updated_at").notNull(),
+});
+
+// Agent packages (docs/agent-lifecycle.md): one row per uploaded version, its bytes in
+// R2 (AGENT_PACKAGES, d1/agent-versions.ts agentPackageKey). Immutable like plug-in
+// versions, except pinned_at: set on the one version an admin pinned as "current"
+// (PUT /api/v1/agent-versions/current), null on all others; none pinned → the newest.
+export const agentVersions = sqliteTable("agent_versions", {
+  version: text("version").primaryKey(), // semver, from the signed manifest
+  sha256: text("sha256").notNull(), // of the uploaded package bytes
+  platforms: text("platforms").notNull(), // JSON array, e.g. ["linux-x64-gnu"]
+  size: integer("size").notNull(),
+  uploadedAt: integer("uploaded_at").notNull(),
+  pinnedAt: integer("pinned_at"),
 });

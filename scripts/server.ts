@@ -17,7 +17,14 @@ export async function startServer(config: LocalConfig) {
   await applyMigrations(persist, env);
   // Vars go through a 0600 file rather than the command line, where `ps` would show the token and key.
   const envFile = join(config.stateDir, "server.env");
-  const vars = { OUTPOST_ADMIN_TOKEN: config.adminToken, OUTPOST_SECRETS_KEY: config.secretsKey, ...passThrough(process.env) };
+  const vars = {
+    OUTPOST_ADMIN_TOKEN: config.adminToken,
+    OUTPOST_SECRETS_KEY: config.secretsKey,
+    // One line per variable in the env file: the PEM's line breaks become spaces, which
+    // the Worker's key parser ignores (schema/agent-package.ts pemBlocks).
+    OUTPOST_RELEASE_PUBLIC_KEYS: config.releasePublicKeys.trim().replace(/\s*\n\s*/g, " "),
+    ...passThrough(process.env),
+  };
   writeFileSync(envFile, Object.entries(vars).map(([k, v]) => `${k}=${v}\n`).join(""), { mode: 0o600 });
   const logLevel = process.env.OUTPOST_LOG_LEVEL ?? "warn";
   const verbose = logLevel !== "warn" && logLevel !== "error" && logLevel !== "none";

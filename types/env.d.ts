@@ -9,6 +9,8 @@ declare global {
     interface Env {
       DB: D1Database;
       PLUGINS: R2Bucket;
+      /** Agent packages (worker/routes/agent-versions.ts). */
+      AGENT_PACKAGES: R2Bucket;
       AGENT_CHANNEL: DurableObjectNamespace<import("../durable-objects/agent-channel.ts").AgentChannel>;
       DEPLOYMENT_COORDINATOR: DurableObjectNamespace<import("../durable-objects/deployment-coordinator.ts").DeploymentCoordinator>;
       ASSETS?: Fetcher;
@@ -23,6 +25,11 @@ declare global {
        * secret unreadable: they must be set again.
        */
       OUTPOST_SECRETS_KEY?: string;
+      /**
+       * The release keys agent packages must be signed with: one or more Ed25519 SPKI PEM
+       * public keys, concatenated (line breaks may be spaces). Unset: uploads answer 503.
+       */
+      OUTPOST_RELEASE_PUBLIC_KEYS?: string;
       /** Presence: an agent without a heartbeat for this long is offline (default TIMING.offlineAfterMs). */
       OUTPOST_OFFLINE_AFTER_MS?: string;
       /** "1" enables /api/v1/test-hooks/* (the chaos suite's DO eviction); anything else hides them (404). */

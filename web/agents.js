@@ -130,7 +130,7 @@ async function revoke(a) {
   try {
     await del(`/api/v1/agents/${enc(a.id)}`);
     agents = agents.filter((x) => x.id !== a.id);
-    say($("agents-message"), `Agent ${a.name} is revoked; its name cannot be registered again.`, "ok");
+    say($("agents-message"), `Agent ${a.name} is revoked; its machine can be registered again under this name with \`outpost-agent register --replace\`.`, "ok");
     hooks.changed();
   } catch (err) {
     if (err instanceof AuthError) return hooks.refused(err);

@@ -14,6 +14,7 @@ import { createRegistrationToken, registerAgent } from "./routes/registration.ts
 import { getVocabulary } from "./routes/vocabulary.ts";
 import { deletePlugin, downloadPlugin, getPlugin, listPlugins, postPlugin } from "./routes/plugins.ts";
 import { createSecret, getSecrets, removeSecret } from "./routes/secrets.ts";
+import { downloadAgentVersion, listAgentVersions, postAgentVersion, putCurrentAgentVersion } from "./routes/agent-versions.ts";
 import { getStepSecrets } from "./routes/step-secrets.ts";
 
 type Args = [env: Env, ctx: ExecutionContext];
@@ -43,6 +44,9 @@ const ROUTES: [path: string, methods: Partial<Record<Method, Handler>>][] = [
   ["/api/v1/secrets", { GET: getSecrets, POST: createSecret }],
   ["/api/v1/secrets/:name", { DELETE: removeSecret }],
   ["/agent/v1/steps/:stepId/secrets", { POST: getStepSecrets }],
+  ["/api/v1/agent-versions", { GET: listAgentVersions, POST: postAgentVersion }],
+  ["/api/v1/agent-versions/current", { PUT: putCurrentAgentVersion }],
+  ["/agent/v1/agent-versions/:version", { GET: downloadAgentVersion }],
 ];
 
 export function buildRouter() {

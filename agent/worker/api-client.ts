@@ -1,6 +1,7 @@
 // HTTPS client of the agent API (/agent/v1): auth header, timeouts, typed errors,
 // answers validated against the shared wire schemas, bodies read with a size cap,
-// redirects never followed.
+// redirects never followed. Through the proxy policy's proxy when one applies
+// (agent/proxy.ts): every request, registration and package downloads included.
 import { z } from "zod";
 import {
   isRevokedAnswer,
@@ -18,6 +19,7 @@ import {
 import { LIMITS } from "../../schema/limits.ts";
 import { PLUGIN_LIMITS } from "../../schema/plugin.ts";
 import { CommandHeadBehindError, CredentialRefusedError, HttpStatusError, NetworkError, ProtocolError, RedirectError } from "../errors.ts";
+import { fetchFor, proxyPolicy, type FetchLike, type ProxyPolicy } from "../proxy.ts";
 import { apiUrl } from "../url-policy.ts";
 import { MiB, readCappedBytes, readCappedText } from "./capped-body.ts";
 
@@ -48,13 +50,17 @@ export class ApiClient {
   readonly server: string;
   readonly credential: string | null;
   readonly #onRevoked: ((e: HttpStatusError) => void) | undefined;
+  readonly #fetch: FetchLike;
   // onRevoked: an authenticated request got the server's explicit revoked answer (401
   // with code "agent-revoked", docs/protocol.md §Revoke). Called before the error is
   // thrown to the caller. Any other 401 is a CredentialRefusedError, retried.
-  constructor(server: string, credential: string | null, opts: { onRevoked?: (e: HttpStatusError) => void } = {}) {
+  // proxy: how requests reach the server; by default the environment's HTTPS_PROXY /
+  // HTTP_PROXY / NO_PROXY, so a client made without one does not go around a proxy.
+  constructor(server: string, credential: string | null, opts: { onRevoked?: (e: HttpStatusError) => void; proxy?: ProxyPolicy } = {}) {
     this.server = server;
     this.credential = credential;
     this.#onRevoked = opts.onRevoked;
+    this.#fetch = fetchFor(opts.proxy ?? proxyPolicy(null, process.env), server);
   }
 
   async request(method: string, path: string, opts: RequestOptions = {}): Promise<{ status: number; body: unknown }> {
@@ -73,7 +79,7 @@ export class ApiClient {
     const signal = opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout;
     let res: Response;
     try {
-      res = await fetch(url, { method, headers, body, signal, redirect: "manual" });
+      res = await this.#fetch(url, { method, headers, body, signal, redirect: "manual" });
     } catch (e) {
       throw new NetworkError(method, url, e);
     }
@@ -114,7 +120,7 @@ export class ApiClient {
     const timeout = AbortSignal.timeout(REQUEST_TIMEOUT_MS * 4);
     let res: Response;
     try {
-      res = await fetch(url, { headers: this.credential ? { authorization: `Bearer ${this.credential}` } : {}, signal: signal ? AbortSignal.any([signal, timeout]) : timeout, redirect: "manual" });
+      res = await this.#fetch(url, { headers: this.credential ? { authorization: `Bearer ${this.credential}` } : {}, signal: signal ? AbortSignal.any([signal, timeout]) : timeout, redirect: "manual" });
     } catch (e) {
       throw new NetworkError("GET", url, e);
     }

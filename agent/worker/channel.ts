@@ -9,13 +9,16 @@
 // "agent-revoked" means the credential is dead (§Revoke): it never reconnects then,
 // and says so through onRevoked. Any other refusal, a plain 401 included, is retried.
 // Redirects are never followed (the URL policy would not see where they lead).
+// Through a proxy (agent/proxy.ts) the socket is a CONNECT tunnel, TLS inside it.
 import type { IncomingMessage } from "node:http";
+import type { createConnection } from "node:net";
 import WebSocket from "ws";
 import { HEARTBEAT_PING, HEARTBEAT_PONG, LIMITS, TIMING } from "../../schema/limits.ts";
 import { agentMessage, CLOSE, isRevokedAnswer, serverMessage, type AgentMessage, type WelcomeMessage } from "../../schema/agent-api.ts";
 import { Backoff, delayAfterRunMs } from "../backoff.ts";
 import { describeCause } from "../errors.ts";
 import type { Logger } from "../log.ts";
+import { proxyPolicy, wsConnector, type ProxyPolicy } from "../proxy.ts";
 
 export type Hello = Extract<AgentMessage, { type: "hello" }>;
 
@@ -80,6 +83,7 @@ export type ChannelDeps = {
   onUp: () => void;
   onDown: () => void;
   onRevoked: (why: string) => void;
+  proxy?: ProxyPolicy; // default: the environment's (HTTPS_PROXY, NO_PROXY, …)
   heartbeatMs?: number;
   silenceMs?: number;
 };
@@ -92,9 +96,12 @@ export class Channel {
   #stopped = false;
   #reconnectTimer: NodeJS.Timeout | null = null;
   #lastError = "";
+  // ws's createConnection: a tunnel through the proxy, or undefined for a direct socket.
+  readonly #connector: ReturnType<typeof wsConnector>;
 
   constructor(deps: ChannelDeps) {
     this.#deps = deps;
+    this.#connector = wsConnector(deps.proxy ?? proxyPolicy(null, process.env), deps.url);
   }
 
   get isUp(): boolean {
@@ -127,6 +134,8 @@ export class Channel {
       handshakeTimeout: 15_000,
       maxPayload: LIMITS.wsMessageBytes,
       followRedirects: false,
+      // ws's type is net.createConnection's; http.request also takes the callback form.
+      ...(this.#connector ? { createConnection: this.#connector as unknown as typeof createConnection } : {}),
     });
     this.#ws = ws;
     let openedAt: number | null = null;

@@ -11,6 +11,7 @@ import { parseConcurrency, parseRetentionDays } from "../args.ts";
 import { EXIT_REVOKED, REVOKED_MESSAGE } from "../errors.ts";
 import { AGENT_UMASK, DIR_MODE, parseUmask, secureHome } from "../home.ts";
 import { createLogger } from "../log.ts";
+import { describeRoute, proxyPolicy } from "../proxy.ts";
 import { homePaths, readCredential, readSettings, removePidFile, writePidFile } from "../settings.ts";
 import { channelUrl } from "../url-policy.ts";
 import { AGENT_VERSION } from "../version.ts";
@@ -44,6 +45,9 @@ async function main(): Promise<void> {
   writePidFile(paths.workerPid);
   const settings = readSettings(paths.home);
   const credential = readCredential(paths.home);
+  // settings.json's proxy, else HTTPS_PROXY / HTTP_PROXY / NO_PROXY; one we cannot use
+  // stops the start (going direct instead would go around it).
+  const proxy = proxyPolicy(settings.proxy, process.env);
   const maxConcurrent = parseConcurrency(values.concurrency) ?? settings.maxConcurrentDeployments;
   const retentionDays = parseRetentionDays(values["retention-days"]) ?? settings.retentionDays ?? RETENTION_DAYS_DEFAULT;
   mkdirSync(paths.steps, { recursive: true, mode: DIR_MODE });
@@ -52,10 +56,11 @@ async function main(): Promise<void> {
   log.info(
     `started (pid ${process.pid}, agent ${settings.name}, server ${settings.server}, up to ${maxConcurrent} concurrent deployments, ended deployments kept ${retentionDays} day(s))`,
   );
+  log.info(`connections to ${settings.server}: ${describeRoute(proxy, new URL(settings.server))}`);
 
   // Only the server's explicit revoked answer stops the agent: every later request
   // would be refused too (docs/protocol.md §Revoke). Other 401s are retried.
-  const api = new ApiClient(settings.server, credential, { onRevoked: (e) => revoked(e.message) });
+  const api = new ApiClient(settings.server, credential, { onRevoked: (e) => revoked(e.message), proxy });
   let sender: ReportSender | null = null;
   const uploader = new LogUploader({ journal, api, stepsDir: paths.steps, log: log.child("log"), onDelivered: () => sender?.kick() });
   sender = new ReportSender({
@@ -93,6 +98,7 @@ async function main(): Promise<void> {
   let resyncs: Promise<void> = Promise.resolve();
   const channel: Channel = new Channel({
     url: channelUrl(settings.server),
+    proxy,
     credential,
     log: log.child("channel"),
     hello: async () => ({

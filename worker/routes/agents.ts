@@ -1,72 +1,64 @@
 // /api/v1/agents: list, one agent with its channel's state, tags and properties, revoke; and the chaos
-// suite's eviction hook (only with OUTPOST_TEST_HOOKS=1).
+// suite's eviction hook (only with OUTPOST_TEST_HOOKS=1). Every :id is an agent's id or name
+// (worker/agent-lookup.ts).
 import { and, asc, eq, isNull, sql } from "drizzle-orm";
 import { d1, prepared } from "../../d1/db.ts";
 import { revokedStatements } from "../../d1/projection.ts";
-import { patchAgentBody, pathId, type AgentView, type Properties } from "../../schema/api.ts";
+import { patchAgentBody, type AgentView } from "../../schema/api.ts";
 import { agents } from "../../schema/d1.ts";
 import { errorResponse, json } from "../../schema/http.ts";
 import { requireApiRole } from "../auth.ts";
-import { parseWith, readJson } from "../body.ts";
+import { readJson } from "../body.ts";
 import { channelOf } from "../../durable-objects/channels.ts";
 import type { Env } from "../env.ts";
 import { HttpError } from "../http-errors.ts";
 import type { ApiRequest } from "../api-request.ts";
+import { AGENT_VIEW_COLUMNS, agentKey, findLiveAgent, requireLiveAgent, toAgentView } from "../agent-lookup.ts";
 
-const VIEW_COLUMNS = {
-  id: agents.id,
-  name: agents.name,
-  status: agents.status,
-  version: agents.version,
-  lastSeenAt: agents.lastSeenAt,
-  tags: agents.tags,
-  properties: agents.properties,
-};
+// The agents this one took over with `register --replace` (docs/api.md §Agents), the
+// whole chain back (a name re-registered twice lists both), the latest first. A replaced
+// agent is always revoked: the registration batch sets replaced_by and revoked_at together.
+export type ReplacedAgent = { id: string; revokedAt: string };
+export type AgentDetail = AgentView & { replaced: ReplacedAgent[]; channel: unknown };
 
-type ViewRow = { id: string; name: string; status: "online" | "offline"; version: string | null; lastSeenAt: number | null; tags: string; properties: string };
-const toView = (r: ViewRow): AgentView => ({
-  ...r,
-  lastSeenAt: r.lastSeenAt === null ? null : new Date(r.lastSeenAt).toISOString(),
-  tags: JSON.parse(r.tags) as string[],
-  properties: JSON.parse(r.properties) as Properties,
-});
-
-
-// Revoked agents are gone from the API (their name stays taken).
-async function liveAgent(env: Env, request: ApiRequest): Promise<ViewRow> {
-  const id = parseWith(pathId, request.params.id, "agent id");
-  const row = await d1(env).select(VIEW_COLUMNS).from(agents).where(and(eq(agents.id, id), isNull(agents.revokedAt))).get();
-  if (!row) throw new HttpError(404, `agent ${id} not found`);
-  return row;
+async function replacedAgents(env: Env, id: string): Promise<ReplacedAgent[]> {
+  const rows = await d1(env).all<{ id: string; revokedAt: number }>(
+    sql`WITH RECURSIVE chain(id, revoked_at, depth) AS (
+          SELECT id, revoked_at, 1 FROM agents WHERE replaced_by = ${id}
+          UNION ALL
+          SELECT a.id, a.revoked_at, c.depth + 1 FROM agents a JOIN chain c ON a.replaced_by = c.id WHERE c.depth < 100)
+        SELECT id, revoked_at AS revokedAt FROM chain ORDER BY depth`,
+  );
+  return rows.map((r) => ({ id: r.id, revokedAt: new Date(r.revokedAt).toISOString() }));
 }
 
 export async function listAgents(request: ApiRequest, env: Env): Promise<Response> {
   await requireApiRole(request, env, "viewer");
-  const rows = await d1(env).select(VIEW_COLUMNS).from(agents).where(isNull(agents.revokedAt)).orderBy(asc(agents.name)).all();
-  return json({ agents: rows.map(toView) });
+  const rows = await d1(env).select(AGENT_VIEW_COLUMNS).from(agents).where(isNull(agents.revokedAt)).orderBy(asc(agents.name)).all();
+  return json({ agents: rows.map(toAgentView) });
 }
 
 // docs/protocol.md §Resync: the view plus what the agent's DO holds, so a test can
 // compare ledger and journal.
 export async function getAgent(request: ApiRequest, env: Env): Promise<Response> {
   await requireApiRole(request, env, "viewer");
-  const row = await liveAgent(env, request);
-  const status = await channelOf(env, row.id).status(row.id);
-  return json({ ...toView(row), channel: status });
+  const row = await requireLiveAgent(env, agentKey(request.params.id));
+  const [replaced, channel] = await Promise.all([replacedAgents(env, row.id), channelOf(env, row.id).status(row.id)]);
+  return json({ ...toAgentView(row), replaced, channel } satisfies AgentDetail);
 }
 
 // Tags and properties are replaced whole by what is given; a deployment already created
 // keeps the targets and agent properties it resolved then.
 export async function patchAgent(request: ApiRequest, env: Env): Promise<Response> {
   await requireApiRole(request, env, "admin");
-  const row = await liveAgent(env, request);
+  const row = await requireLiveAgent(env, agentKey(request.params.id));
   const body = await readJson(request, patchAgentBody);
   const set: { tags?: string; properties?: string } = {};
   if (body.tags !== undefined) set.tags = JSON.stringify(body.tags);
   if (body.properties !== undefined) set.properties = JSON.stringify(body.properties);
-  const updated = await d1(env).update(agents).set(set).where(and(eq(agents.id, row.id), isNull(agents.revokedAt))).returning(VIEW_COLUMNS).get();
+  const updated = await d1(env).update(agents).set(set).where(and(eq(agents.id, row.id), isNull(agents.revokedAt))).returning(AGENT_VIEW_COLUMNS).get();
   if (!updated) throw new HttpError(404, `agent ${row.id} not found`);
-  return json(toView(updated));
+  return json(toAgentView(updated));
 }
 
 // docs/protocol.md §Revoke. Repeatable: a second call answers with the first revokedAt
@@ -76,7 +68,10 @@ export async function patchAgent(request: ApiRequest, env: Env): Promise<Respons
 // later write checks revoked_at).
 export async function revokeAgent(request: ApiRequest, env: Env): Promise<Response> {
   await requireApiRole(request, env, "admin");
-  const id = parseWith(pathId, request.params.id, "agent id");
+  const key = agentKey(request.params.id);
+  // A live agent by id or name; else a revoked one by its id only (the repeat), since a
+  // revoked agent's name may have been taken over by another agent meanwhile.
+  const id = (await findLiveAgent(env, key))?.id ?? key;
   const now = Date.now();
   const db = d1(env);
   await env.DB.batch([
@@ -84,27 +79,29 @@ export async function revokeAgent(request: ApiRequest, env: Env): Promise<Respon
     ...revokedStatements(env.DB, id, now),
   ]);
   const row = await db.select({ id: agents.id, name: agents.name, revokedAt: agents.revokedAt }).from(agents).where(eq(agents.id, id)).get();
-  if (!row || row.revokedAt === null) throw new HttpError(404, `agent ${id} not found`);
-  // D1 already refuses the credential and has ended the steps; the DO closes the
-  // sockets, releases long-polls and ends the commands in its ledger.
+  if (!row || row.revokedAt === null) throw new HttpError(404, `agent ${key} not found`);
+  const view = { id: row.id, name: row.name, revokedAt: new Date(row.revokedAt).toISOString() };
   try {
-    await channelOf(env, id).revoke(id);
+    await endChannelWork(env, id);
   } catch (e) {
     console.error(`revoking agent ${id}: its channel could not end the open work:`, e);
-    throw new HttpError(503, "the agent is revoked but ending its open work failed; repeat the request", {
-      id: row.id,
-      name: row.name,
-      revokedAt: new Date(row.revokedAt).toISOString(),
-    });
+    throw new HttpError(503, "the agent is revoked but ending its open work failed; repeat the request", view);
   }
-  return json({ id: row.id, name: row.name, revokedAt: new Date(row.revokedAt).toISOString() });
+  return json(view);
+}
+
+// The second half of a revoke, after D1's batch (revokedStatements) has refused the
+// credential and ended the steps: the agent's DO closes its sockets, releases its
+// long-polls and ends the commands in its ledger. Also used by `register --replace`.
+export async function endChannelWork(env: Env, agentId: string): Promise<void> {
+  await channelOf(env, agentId).revoke(agentId);
 }
 
 // Chaos-suite hook: resets the agent's DO the way an eviction does.
 export async function evictAgentChannel(request: ApiRequest, env: Env): Promise<Response> {
   if (env.OUTPOST_TEST_HOOKS !== "1") return errorResponse(404, "not found");
   await requireApiRole(request, env, "admin");
-  const row = await liveAgent(env, request);
+  const row = await requireLiveAgent(env, agentKey(request.params.id));
   try {
     await channelOf(env, row.id).evict();
   } catch (e) {

@@ -1,0 +1,169 @@
+// /api/v1/agent-versions (docs/agent-lifecycle.md): upload, list and pin agent packages,
+// and /agent/v1/agent-versions/:version, where agents and install.sh download one. The
+// bytes live in R2 (AGENT_PACKAGES), their row in D1 (d1/agent-versions.ts). A package is
+// accepted only if schema/agent-package.ts verifies it with a key of
+// OUTPOST_RELEASE_PUBLIC_KEYS; a version is immutable (same bytes 200, other bytes 409).
+import { z } from "zod";
+import {
+  agentPackageKey,
+  currentAgentVersion,
+  currentOf,
+  findAgentVersion,
+  insertAgentVersion,
+  listAgentVersionRows,
+  pinAgentVersion,
+  unpinAgentVersion,
+  type AgentVersionRow,
+} from "../../d1/agent-versions.ts";
+import { d1 } from "../../d1/db.ts";
+import { AGENT_PACKAGE_LIMITS, AgentPackageError, importTrustedKeys, readAgentPackage, type AgentManifest, type TrustedKey } from "../../schema/agent-package.ts";
+import { json } from "../../schema/http.ts";
+import { semver } from "../../schema/plugin.ts";
+import { sha256Hex } from "../../schema/plugin-package.ts";
+import type { ApiRequest } from "../api-request.ts";
+import { requireApiRole } from "../auth.ts";
+import { parseWith, readBytes, readJson } from "../body.ts";
+import type { Env } from "../env.ts";
+import { HttpError } from "../http-errors.ts";
+
+const PACKAGE_CONTENT_TYPE = "application/gzip";
+const SHA256_HEADER = "x-content-sha256";
+const VERSION_HEADER = "x-outpost-agent-version";
+// The download route's alias for whatever version is current: install.sh knows no version.
+const CURRENT = "current";
+
+type UploadAnswer = { version: string; sha256: string; platforms: string[] };
+
+export async function postAgentVersion(request: ApiRequest, env: Env): Promise<Response> {
+  await requireApiRole(request, env, "admin");
+  const keys = await trustedKeys(env);
+  const bytes = await readBytes(request, AGENT_PACKAGE_LIMITS.packageBytes, "agent package");
+  const manifest = await verifiedManifest(bytes, keys);
+  const sha256 = await sha256Hex(bytes);
+  const answer: UploadAnswer = { version: manifest.version, sha256, platforms: manifest.platforms };
+  const db = d1(env);
+
+  const existing = await findAgentVersion(db, manifest.version);
+  if (existing) return repeatOrConflict(existing, answer);
+
+  // Bytes first, then the row that makes them visible: a row never names a missing object.
+  const row: AgentVersionRow = { version: manifest.version, sha256, platforms: JSON.stringify(manifest.platforms), size: bytes.length, uploadedAt: Date.now(), pinnedAt: null };
+  const key = agentPackageKey(row);
+  await env.AGENT_PACKAGES.put(key, bytes, { sha256, httpMetadata: { contentType: PACKAGE_CONTENT_TYPE } });
+  let inserted: boolean;
+  try {
+    inserted = await insertAgentVersion(db, row);
+  } catch (e) {
+    await env.AGENT_PACKAGES.delete(key).catch(() => undefined); // the original error is the one to report
+    throw e;
+  }
+  if (inserted) return json(answer, 201);
+
+  // Another upload of this version won the race: keep its bytes, drop ours.
+  const winner = await findAgentVersion(db, manifest.version);
+  if (!winner || agentPackageKey(winner) !== key) await env.AGENT_PACKAGES.delete(key);
+  if (!winner) throw new Error(`agent version ${manifest.version}: the insert found a row that is now gone`);
+  return repeatOrConflict(winner, answer);
+}
+
+async function verifiedManifest(bytes: Uint8Array, keys: TrustedKey[]): Promise<AgentManifest> {
+  try {
+    return (await readAgentPackage(bytes, keys)).manifest;
+  } catch (e) {
+    if (e instanceof AgentPackageError) throw new HttpError(422, `agent package refused (${e.problem}): ${e.message}`, { problem: e.problem });
+    throw e;
+  }
+}
+
+function repeatOrConflict(stored: AgentVersionRow, answer: UploadAnswer): Response {
+  if (stored.sha256 === answer.sha256) return json(answer, 200);
+  throw new HttpError(
+    409,
+    `agent version ${stored.version} already exists with other content (sha256 ${stored.sha256}); versions are immutable: build the changed agent with a new version`,
+    { sha256: stored.sha256 },
+  );
+}
+
+// Parsed once per isolate for a given value of the variable. A missing or malformed
+// variable is the server's configuration, not the client's mistake: 503.
+let cachedKeys: { pem: string; keys: Promise<TrustedKey[]> } | null = null;
+
+async function trustedKeys(env: Env): Promise<TrustedKey[]> {
+  const pem = env.OUTPOST_RELEASE_PUBLIC_KEYS;
+  if (!pem || pem.trim() === "") {
+    throw new HttpError(503, "this server trusts no release key, so it accepts no agent package: set OUTPOST_RELEASE_PUBLIC_KEYS (one or more SPKI PEM public keys)");
+  }
+  if (cachedKeys?.pem !== pem) cachedKeys = { pem, keys: importTrustedKeys(pem) };
+  try {
+    return await cachedKeys.keys;
+  } catch (e) {
+    console.error("OUTPOST_RELEASE_PUBLIC_KEYS cannot be used:", e);
+    throw new HttpError(503, `OUTPOST_RELEASE_PUBLIC_KEYS cannot be used: ${(e as Error).message}`);
+  }
+}
+
+function view(row: AgentVersionRow) {
+  return { version: row.version, sha256: row.sha256, platforms: JSON.parse(row.platforms) as string[], size: row.size, uploadedAt: new Date(row.uploadedAt).toISOString() };
+}
+
+export async function listAgentVersions(request: ApiRequest, env: Env): Promise<Response> {
+  await requireApiRole(request, env, "viewer");
+  const rows = await listAgentVersionRows(d1(env));
+  const current = currentOf(rows);
+  return json({ versions: rows.map(view), current: current?.row.version ?? null, pinned: current?.pinned ?? false });
+}
+
+// {"version": "1.2.0"} pins it; {"version": null} removes the pin (current = newest).
+const pinBody = z.strictObject({ version: semver.nullable() });
+
+export async function putCurrentAgentVersion(request: ApiRequest, env: Env): Promise<Response> {
+  await requireApiRole(request, env, "admin");
+  const { version } = await readJson(request, pinBody);
+  const db = d1(env);
+  if (version === null) await unpinAgentVersion(db);
+  else if (!(await pinAgentVersion(db, version, Date.now()))) throw new HttpError(404, `agent version ${version} not found; upload it first (POST /api/v1/agent-versions)`);
+  const current = await currentAgentVersion(db);
+  return json({ current: current?.row.version ?? null, pinned: current?.pinned ?? false });
+}
+
+// No credential: install.sh runs before the machine has one, and the registration token
+// it carries is single-use and spent by `register`. A package holds no secret (the same
+// code for every agent) and is signed: the agent and install.sh verify it against the
+// keys they trust, so whoever serves or alters the bytes cannot get them run.
+export async function downloadAgentVersion(request: ApiRequest, env: Env): Promise<Response> {
+  const wanted = decoded(request.params.version);
+  const db = d1(env);
+  let row: AgentVersionRow | undefined;
+  if (wanted === CURRENT) {
+    row = (await currentAgentVersion(db))?.row;
+    if (!row) throw new HttpError(404, "no agent version has been uploaded yet");
+  } else {
+    const version = parseWith(semver, wanted, "agent version");
+    row = await findAgentVersion(db, version);
+    if (!row) throw new HttpError(404, `agent version ${version} not found`);
+  }
+  const key = agentPackageKey(row);
+  const object = await env.AGENT_PACKAGES.get(key);
+  if (!object) throw new Error(`the package of agent version ${row.version} is missing from R2 (${key})`);
+  return new Response(object.body, {
+    headers: {
+      "content-type": PACKAGE_CONTENT_TYPE,
+      "content-length": String(object.size),
+      "content-disposition": `attachment; filename="outpost-agent-${row.version}.tar.gz"`,
+      [SHA256_HEADER]: row.sha256,
+      [VERSION_HEADER]: row.version,
+      // A version's bytes never change; "current" may move at any time.
+      "cache-control": wanted === CURRENT ? "no-store" : "public, max-age=31536000, immutable",
+    },
+  });
+}
+
+// itty-router matches the raw path: a version's '+' may arrive as %2B.
+function decoded(segment: string | undefined): string | undefined {
+  if (segment === undefined) return undefined;
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    throw new HttpError(400, `invalid path segment '${segment}'`);
+  }
+}
