@@ -7,6 +7,9 @@ import { pullConflictResponse } from "../schema/agent-api.ts";
 // restarting it. Any other 401 is retried: it may come from a proxy or a server
 // whose state was reset, and giving up for good on it would strand the machine.
 export const EXIT_REVOKED = 78; // EX_CONFIG in sysexits.h
+// The worker stops because the server asked for a restart (docs/agent-lifecycle.md
+// §Restart): the monitor starts a new one at once, without back-off.
+export const EXIT_RESTART = 75; // EX_TEMPFAIL
 export const REVOKED_MESSAGE = "this agent was revoked by the server; register it again into a new home (the same name with register --replace)";
 
 export class AgentError extends Error {

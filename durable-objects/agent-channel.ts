@@ -215,7 +215,7 @@ export class AgentChannel extends DurableObject<Cloudflare.Env> {
     }
     const parsed = agentMessage.safeParse(value);
     if (!parsed.success) return closeQuietly(ws, CLOSE.policy, `invalid message: ${describeZodError(parsed.error)}`);
-    const hello = parsed.data;
+    const msg = parsed.data;
     const agentId = this.ledger.agentId();
     if (!agentId) {
       console.error(`AgentChannel ${this.ctx.id}: hello on a channel that has no agent id`);
@@ -223,16 +223,23 @@ export class AgentChannel extends DurableObject<Cloudflare.Env> {
     }
     if (this.work.revokedAt() !== null) return closeQuietly(ws, CLOSE.revoked, REVOKED_CLOSE_REASON);
     const att = ws.deserializeAttachment() as Attachment;
+    const now = Date.now();
+    if (msg.type === "status") {
+      if (!att.hello) return closeQuietly(ws, CLOSE.policy, "a status message before the hello");
+      ws.serializeAttachment({ ...att, seenAt: now } satisfies Attachment);
+      return this.presence.recordConfig(agentId, msg.config);
+    }
+    const hello = msg;
     // docs/protocol.md §Resync: one hello per connection. A second one would only make
     // the channel repeat work (and D1 writes) it already did: refused.
     if (att.hello) return closeQuietly(ws, CLOSE.policy, "hello was already received on this connection");
-    const now = Date.now();
     ws.serializeAttachment({ ...att, seenAt: now, hello: true, version: hello.version } satisfies Attachment);
     this.work.wentOnline();
     send(ws, this.welcome(agentId, hello.lastSeq, hello.reports));
     // D1 work only when it changes something: the agent's presence or version as D1
     // shows it, and (at most every few seconds) the lookup of undispatched targets.
     await this.presence.recordOnline(agentId, now, hello.version);
+    if (hello.config) await this.presence.recordConfig(agentId, hello.config);
     await this.dispatchFromD1(agentId, now);
     await this.alarms.scheduleNext();
   }

@@ -111,8 +111,9 @@ export function openLedger(storage: DurableObjectStorage) {
       });
     },
 
-    // Idempotent by command id: a known id returns its existing seq. A cancel command
-    // has no steps of its own: it is settled once stored (nothing is awaited from it).
+    // Idempotent by command id: a known id returns its existing seq. A command other than
+    // a deploy (cancel, config, restart) has no steps of its own: it is settled once
+    // stored (nothing is awaited from it).
     // `coordinated`: its deployment has later waves (deploymentSettled tells the coordinator).
     enqueue(body: CommandBody, now: number, coordinated = false): { seq: number; created: boolean } {
       return tx(() => {
@@ -126,7 +127,7 @@ export function openLedger(storage: DurableObjectStorage) {
             id: body.id,
             body: JSON.stringify(body),
             createdAt: now,
-            deploymentId: body.deploymentId,
+            deploymentId: "deploymentId" in body ? body.deploymentId : "",
             coordinated: deploy !== null && coordinated,
             ...(deploy ? { agentLostAfterSeconds: deploy.agentLostAfterSeconds } : { finishedAt: now }),
           })

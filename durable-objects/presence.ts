@@ -6,6 +6,9 @@
 import type { AlarmSchedule } from "./alarm-schedule.ts";
 import type { Ledger } from "./ledger.ts";
 import { setPresence } from "../d1/projection.ts";
+import { setAppliedConfig } from "../d1/agent-config.ts";
+import { pickConfig } from "../schema/agent-config.ts";
+import type { AgentConfig } from "../schema/api.ts";
 import { splitByLiveness } from "./rules.ts";
 import { CLOSE, closeQuietly, greetedSockets, openSockets, type Attachment } from "./sockets.ts";
 import type { Work } from "./work.ts";
@@ -45,6 +48,21 @@ export function openPresence(deps: {
   };
 
   return {
+    // The config the agent says it applies (hello, status message): written to D1 only
+    // when it differs from what was written last (docs/agent-lifecycle.md §Config).
+    recordConfig(agentId: string, config: AgentConfig): Promise<void> {
+      return serially(async () => {
+        const text = JSON.stringify(pickConfig(config));
+        if (work.appliedConfigIs(text)) return;
+        try {
+          await setAppliedConfig(db, agentId, pickConfig(config));
+          work.rememberAppliedConfig(text);
+        } catch (e) {
+          console.error(`AgentChannel ${agentId}: could not record the applied config:`, e);
+        }
+      });
+    },
+
     // A hello writes to D1 only when D1 does not already show the agent online with this
     // version (a reconnect flood costs nothing); the sweep keeps last_seen_at fresh.
     recordOnline(agentId: string, now: number, version: string): Promise<void> {

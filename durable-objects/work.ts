@@ -14,6 +14,7 @@ const META_REVOKED_AT = "revoked_at";
 const META_D1_PRESENCE = "d1_presence"; // what was last written to D1: "<status>|<version>"
 const META_DISPATCH_CHECKED_AT = "dispatch_checked_at";
 const META_ALARM_EXPECTED_AT = "alarm_expected_at";
+const META_APPLIED_CONFIG = "applied_config"; // what was last written to D1 as the agent's applied config
 
 export type Work = ReturnType<typeof openWork>;
 
@@ -54,6 +55,9 @@ export function openWork(storage: DurableObjectStorage) {
         return true;
       });
     },
+
+    appliedConfigIs: (json: string): boolean => getMeta(META_APPLIED_CONFIG) === json,
+    rememberAppliedConfig: (json: string): void => void setMeta(META_APPLIED_CONFIG, json),
 
     alarmExpectedAt: (): number | null => numberMeta(META_ALARM_EXPECTED_AT),
     setAlarmExpectedAt: (at: number): void => void setMeta(META_ALARM_EXPECTED_AT, String(at)),

@@ -1,7 +1,7 @@
 // Agent API (/agent/v1) and WebSocket messages: the one definition both the
 // Worker and the agent import. docs/agent-api.md describes the protocol.
 import { z } from "zod";
-import { agentName, properties, tagList } from "./api.ts";
+import { agentConfig, agentName, properties, tagList } from "./api.ts";
 import { inputValue, pluginId, pluginInput, semver } from "./plugin.ts";
 import { LIMITS } from "./limits.ts";
 import { finalStepStatus, retryPolicy, STEP_REASON_MAX } from "./steps.ts";
@@ -81,7 +81,12 @@ export const cancelCommand = z.object({
   id,
   deploymentId: id,
 });
-export const commandBody = z.discriminatedUnion("type", [deployCommand, cancelCommand]);
+// docs/agent-lifecycle.md §Config: the whole desired config (not a change), so applying
+// the newest one is all an agent ever needs; §Restart: the monitor starts a new worker
+// (running steps keep running and are re-attached). Both are settled once stored.
+export const configCommand = z.object({ type: z.literal("config"), id, config: agentConfig });
+export const restartCommand = z.object({ type: z.literal("restart"), id });
+export const commandBody = z.discriminatedUnion("type", [deployCommand, cancelCommand, configCommand, restartCommand]);
 
 export const cancelCommandIdFor = (deploymentId: string, agentId: string): string => `${deploymentId}:${agentId}:cancel`;
 
@@ -226,8 +231,11 @@ export const helloMessage = z.strictObject({
   running: z.array(id).max(1000), // step ids running now
   reports: z.array(id).max(1000), // ids of the reports in the outbox (oldest first, at most 1000)
   pendingReports: z.int().min(0), // how many reports the outbox holds in all
+  config: agentConfig.optional(), // the config the worker applies now (absent from older agents)
 });
-export const agentMessage = z.discriminatedUnion("type", [helloMessage]);
+// After the hello: the worker applied a config command (docs/agent-lifecycle.md §Config).
+export const statusMessage = z.strictObject({ type: z.literal("status"), config: agentConfig });
+export const agentMessage = z.discriminatedUnion("type", [helloMessage, statusMessage]);
 export type AgentMessage = z.infer<typeof agentMessage>;
 
 export const welcomeMessage = z.object({

@@ -31,9 +31,19 @@ export const properties = z
   .refine((p) => Object.keys(p).length <= 100, "at most 100 properties");
 export type Properties = Record<string, string>;
 
+// Settings an agent applies itself (docs/agent-lifecycle.md §Config): they reach it as
+// ledger commands, so an offline agent gets them when it returns.
+export const LOG_LEVELS = ["error", "warn", "info", "debug"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+export const agentConfig = z.strictObject({
+  concurrency: z.int().min(1).max(64).optional(), // deployments run at once
+  logLevel: z.enum(LOG_LEVELS).optional(),
+});
+export type AgentConfig = z.infer<typeof agentConfig>;
+
 export const patchAgentBody = z
-  .strictObject({ tags: tagList.optional(), properties: properties.optional() })
-  .refine((b) => b.tags !== undefined || b.properties !== undefined, "give tags and/or properties");
+  .strictObject({ tags: tagList.optional(), properties: properties.optional(), concurrency: z.int().min(1).max(64).optional(), logLevel: z.enum(LOG_LEVELS).optional() })
+  .refine((b) => Object.values(b).some((v) => v !== undefined), "give at least one of tags, properties, concurrency, logLevel");
 
 // Secrets (docs/api.md §Secrets): stored encrypted, never shown again.
 export const secretName = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "secret names are 1-64 letters, digits, '_' or '-'");

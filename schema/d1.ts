@@ -22,6 +22,10 @@ export const agents = sqliteTable(
     // `register --replace` (docs/api.md §Agents): the id of the agent that took this one's
     // name. The old row stays (revoked) so its deployments' steps keep their agent.
     replacedBy: text("replaced_by"),
+    // docs/agent-lifecycle.md §Config: JSON of the agent config an admin asked for
+    // (PATCH), and of what the agent last said it applies (its hello / status message).
+    desiredConfig: text("desired_config"),
+    appliedConfig: text("applied_config"),
   },
   // A name belongs to one live agent at a time; revoked agents keep theirs for history.
   (t) => [uniqueIndex("agents_live_name").on(t.name).where(sql`revoked_at IS NULL`)],

@@ -262,11 +262,13 @@ if (import.meta.main) {
     console.error(`agent-package: --version and --out are required\n${USAGE}`);
     process.exit(2);
   }
+  // npm runs scripts in the project root; paths given on its command line are the caller's.
+  const given = (p: string) => resolve(process.env.INIT_CWD ?? process.cwd(), p);
   try {
-    const keyFile = resolve(values.key ?? defaultKeyFile());
+    const keyFile = values.key ? given(values.key) : defaultKeyFile();
     const key = await readSigningKey(keyFile);
-    const built = await buildAgentPackage({ version: values.version, source: values.source, key });
-    writeFileSync(values.out, built.bytes, { mode: 0o644 });
+    const built = await buildAgentPackage({ version: values.version, source: values.source && given(values.source), key });
+    writeFileSync(given(values.out), built.bytes, { mode: 0o644 });
     console.log(
       `built outpost-agent ${built.manifest.version} → ${values.out} (${built.bytes.length} bytes, sha256 ${built.sha256}, ` +
         `platforms ${built.manifest.platforms.join(", ")}, signed by ${key.fingerprint} (${keyFile}), ${built.buildMs} ms)`,

@@ -11,7 +11,7 @@ import { fork, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { isLive, processCmdline } from "../proc.ts";
 import { Backoff, delayAfterRunMs } from "../backoff.ts";
-import { AgentError, EXIT_REVOKED, REVOKED_MESSAGE, SettingsError } from "../errors.ts";
+import { AgentError, EXIT_RESTART, EXIT_REVOKED, REVOKED_MESSAGE, SettingsError } from "../errors.ts";
 import { TOKEN_ENV } from "../args.ts";
 import { formatUmask, secureHome } from "../home.ts";
 import { checkServerUrl } from "../url-policy.ts";
@@ -107,6 +107,13 @@ export async function runMonitor(opts: MonitorOptions): Promise<number> {
         removePidFile(paths.monitorPid, process.pid);
         log.error(`${REVOKED_MESSAGE}; worker ${c.pid} stopped and is not restarted; the monitor stops`);
         finish(EXIT_REVOKED);
+        return;
+      }
+      if (code === EXIT_RESTART) {
+        // Asked for by the server (docs/agent-lifecycle.md §Restart): a new worker now.
+        log.info(`worker ${c.pid} stopped for a restart the server asked for; starting a new one`);
+        backoff.reset();
+        restartTimer = setTimeout(startWorker, 0);
         return;
       }
       const uptime = Date.now() - startedAt;

@@ -92,6 +92,7 @@ export class Channel {
   readonly #deps: ChannelDeps;
   readonly #backoff = new Backoff();
   #ws: WebSocket | null = null;
+  #greetedWs: WebSocket | null = null; // the connection whose hello was sent
   #up = false;
   #stopped = false;
   #reconnectTimer: NodeJS.Timeout | null = null;
@@ -117,6 +118,15 @@ export class Channel {
     if (this.#reconnectTimer) clearTimeout(this.#reconnectTimer);
     this.#ws?.close(1001, "agent stopping");
     setTimeout(() => this.#ws?.terminate(), 1_000).unref();
+  }
+
+  // A message after the hello on the current connection (a `status`); false when there
+  // is none — the next connection's hello says the same.
+  send(message: Exclude<AgentMessage, Hello>): boolean {
+    const ws = this.#greetedWs;
+    if (!ws || ws !== this.#ws || ws.readyState !== ws.OPEN) return false;
+    ws.send(JSON.stringify(agentMessage.parse(message)));
+    return true;
   }
 
   // Drops the current connection; the next one sends a fresh hello (and resyncs again).
@@ -171,6 +181,7 @@ export class Channel {
         .then((m) => {
           sentHello = m;
           ws.send(JSON.stringify(agentMessage.parse(m)));
+          this.#greetedWs = ws;
         })
         .catch((e) => {
           log.error("cannot send hello; reconnecting", e);

@@ -10,6 +10,8 @@ import { migrate } from "drizzle-orm/libsql/migrator";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { command as commandSchema, type Command, type Report } from "../../schema/agent-api.ts";
 import { canceledDeployments, journalCommands, journalMeta, journalSteps, outbox, rejectedReports } from "../../schema/journal.ts";
+import { pickConfig } from "../../schema/agent-config.ts";
+import type { AgentConfig } from "../../schema/api.ts";
 import { AgentError } from "../errors.ts";
 import { OUTPUT_CAP_BYTES } from "../steps/output-cap.ts";
 import { deletePrunable, selectPrunable } from "./journal-prune.ts";
@@ -30,6 +32,8 @@ export type IncomingCommand = { kind: "valid"; command: Command } | ({ kind: "re
 
 const MIGRATIONS = fileURLToPath(new URL("../../schema/migrations/journal", import.meta.url));
 const LAST_SEQ = "lastSeq";
+const META_CONFIG = "config"; // the newest config command's config (JSON)
+const META_RESTART_SEQ = "restartSeq"; // the seq of the newest restart command
 
 class Mutex {
   #tail: Promise<unknown> = Promise.resolve();
@@ -133,7 +137,13 @@ export class Journal {
           .returning({ seq: journalCommands.seq });
         if (inserted.length === 0) continue;
         stored.push(seq);
-        if (item.kind === "valid" && item.command.type === "cancel") {
+        if (item.kind === "valid" && (item.command.type === "config" || item.command.type === "restart")) {
+          // docs/agent-lifecycle.md: the newest config and the newest restart request are
+          // kept in meta, in the transaction that stores the command; the worker acts on them.
+          await tx.update(journalCommands).set({ state: "done" }).where(eq(journalCommands.seq, seq));
+          const [key, value] = item.command.type === "config" ? [META_CONFIG, JSON.stringify(item.command.config)] : [META_RESTART_SEQ, String(seq)];
+          await tx.insert(journalMeta).values({ key, value }).onConflictDoUpdate({ target: journalMeta.key, set: { value } });
+        } else if (item.kind === "valid" && item.command.type === "cancel") {
           // docs/protocol.md §Cancel: remembered, so the deploy (stored before or after)
           // runs no more steps; the runner stops what it runs now.
           await tx.update(journalCommands).set({ state: "done" }).where(eq(journalCommands.seq, seq));
@@ -196,6 +206,17 @@ export class Journal {
         if (upd.length) await insertReport(tx, finishedReport(s.stepId, s.deploymentId, outcome, now), now);
       }
       await tx.update(journalCommands).set({ state: "done" }).where(eq(journalCommands.seq, seq));
+    });
+  }
+
+  // The server's newest config for this agent (null: none yet) and the seq of the newest
+  // restart request (0: none) — docs/agent-lifecycle.md §Config, §Restart.
+  controls(): Promise<{ config: AgentConfig | null; restartSeq: number }> {
+    return this.#op("controls", async (db) => {
+      const rows = await db.select().from(journalMeta).where(inArray(journalMeta.key, [META_CONFIG, META_RESTART_SEQ]));
+      const get = (k: string) => rows.find((r) => r.key === k)?.value ?? null;
+      const config = get(META_CONFIG);
+      return { config: config === null ? null : pickConfig(JSON.parse(config)), restartSeq: Number(get(META_RESTART_SEQ) ?? 0) };
     });
   }
 

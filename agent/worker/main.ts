@@ -8,9 +8,10 @@ import { join } from "node:path";
 import { PluginCache } from "../plugins/plugin-cache.ts";
 import { parseArgs } from "node:util";
 import { parseConcurrency, parseRetentionDays } from "../args.ts";
-import { EXIT_REVOKED, REVOKED_MESSAGE } from "../errors.ts";
+import { EXIT_RESTART, EXIT_REVOKED, REVOKED_MESSAGE } from "../errors.ts";
+import { Controls } from "./controls.ts";
 import { AGENT_UMASK, DIR_MODE, parseUmask, secureHome } from "../home.ts";
-import { createLogger } from "../log.ts";
+import { createLogger, DEFAULT_LOG_LEVEL } from "../log.ts";
 import { describeRoute, proxyPolicy } from "../proxy.ts";
 import { homePaths, readCredential, readSettings, removePidFile, writePidFile } from "../settings.ts";
 import { channelUrl } from "../url-policy.ts";
@@ -88,10 +89,21 @@ async function main(): Promise<void> {
     },
   });
   const scheduler = new Scheduler({ journal, runner, maxConcurrent, log: log.child("scheduler") });
+  // docs/agent-lifecycle.md §Config, §Restart. (channel and shutdown are defined below;
+  // these callbacks run only once the worker is up.)
+  const controls = new Controls({
+    journal,
+    defaults: { concurrency: maxConcurrent, logLevel: DEFAULT_LOG_LEVEL },
+    setConcurrency: (n) => scheduler.setMaxConcurrent(n),
+    tellServer: (config) => void channel.send({ type: "status", config }),
+    onRestart: () => void shutdown("restart requested by the server", EXIT_RESTART),
+    log: log.child("controls"),
+  });
   const pruner = new Pruner({ journal, stepsDir: paths.steps, workDir: paths.work, retentionDays, log: log.child("prune") });
   const puller = new CommandPuller({ journal, api, log: log.child("pull"), onStored: () => {
       scheduler.kick();
       runner.checkCancels().catch((e) => log.error("cannot check stored commands for cancels", e));
+      controls.check().catch((e) => log.error("cannot apply the server's config or restart request", e));
     }, onReportsQueued: () => sender!.kick() });
   // One resync at a time, in welcome order; a failed one drops the connection so
   // that the next connection's hello starts it over.
@@ -108,6 +120,7 @@ async function main(): Promise<void> {
       running: (await journal.runningStepIds()).slice(0, 1000),
       reports: await journal.outboxIds(1000),
       pendingReports: await journal.outboxCount(),
+      config: controls.applied,
     }),
     onWelcome: (welcome, hello) => {
       resyncs = resyncs.then(() =>
@@ -137,7 +150,7 @@ async function main(): Promise<void> {
   const shutdown = async (why: string, exitCode = 0) => {
     if (stopping) return;
     stopping = true;
-    if (exitCode === 0) log.info(`stopping (${why}); running steps continue and are re-attached by the next worker`);
+    if (exitCode === 0 || exitCode === EXIT_RESTART) log.info(`stopping (${why}); running steps continue and are re-attached by the next worker`);
     setTimeout(() => {
       log.error("did not stop within 8 s; exiting anyway");
       process.exit(exitCode === 0 ? 1 : exitCode); // a revoked worker must still say so to the monitor
@@ -174,6 +187,7 @@ async function main(): Promise<void> {
   if (process.send === undefined) log.warn("not started by a monitor: nobody will restart this worker if it dies");
   else if (!process.connected) return void shutdown("monitor gone");
 
+  await controls.start();
   await uploader.resumePending();
   pruner.start();
   scheduler.kick();

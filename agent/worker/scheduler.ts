@@ -11,7 +11,7 @@ const FAILED_RUN_COOLDOWN_MS = 5_000;
 export class Scheduler {
   readonly #journal: Journal;
   readonly #runner: DeploymentRunner;
-  readonly #max: number;
+  #max: number;
   readonly #log: Logger;
   readonly #active = new Set<number>();
   #filling = false;
@@ -23,6 +23,13 @@ export class Scheduler {
     this.#runner = deps.runner;
     this.#max = deps.maxConcurrent;
     this.#log = deps.log;
+  }
+
+  // docs/agent-lifecycle.md §Config: a lower limit lets running deployments finish; a
+  // higher one starts waiting ones at once.
+  setMaxConcurrent(max: number): void {
+    this.#max = max;
+    this.kick();
   }
 
   get activeCount(): number {

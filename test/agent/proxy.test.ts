@@ -5,14 +5,14 @@
 // the peer port of every TCP connection it accepts and the request lines inside
 // them, so the test can tell that registration, the WebSocket and the HTTPS calls
 // each came through the proxy, and that nothing went around it.
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { execFileSync, spawn } from "node:child_process";
 import { readdirSync, readFileSync, statSync, writeFileSync, mkdirSync } from "node:fs";
 import net, { type AddressInfo, type Socket } from "node:net";
 import { join } from "node:path";
 import tls from "node:tls";
 import { startConnectProxy, type ConnectProxy } from "../support/connect-proxy.ts";
-import { freePort, projectRoot, startProc, TestServer, waitFor, type Proc } from "../support/local-server.ts";
+import { freePort, projectRoot, sleep, startProc, TestServer, waitFor, type Proc } from "../support/local-server.ts";
 
 const bin = join(projectRoot, "agent/bin/outpost-agent.mjs");
 const server = new TestServer();
@@ -86,6 +86,11 @@ beforeAll(async () => {
   await server.start();
   front = await startFront(pki.key, pki.cert);
 });
+// Each test's agents stop with it: an earlier agent still connecting would be counted
+// as a connection around the next test's proxy.
+afterEach(async () => {
+  for (const p of procs.splice(0)) await p.stop();
+});
 afterAll(async () => {
   for (const p of procs) await p.stop();
   for (const p of proxies) await p.close();
@@ -139,6 +144,16 @@ function filesBut(dir: string, skip: string): string[] {
   return out;
 }
 
+// The front's connections since `from` that the proxy did not open. A connection the
+// front just accepted may not be in the proxy's list yet (its connect callback runs a
+// moment later), so this waits a little for them to agree before answering.
+async function aroundProxy(from: number, px: ConnectProxy): Promise<FrontConnection[]> {
+  const outside = () => front.connections.slice(from).filter((c) => !px.upstreamPorts.has(c.peerPort));
+  const t0 = Date.now();
+  while (outside().length > 0 && Date.now() - t0 < 3_000) await sleep(50);
+  return outside();
+}
+
 const requestsSince = (from: number) => front.connections.slice(from).flatMap((c) => c.requests);
 const noProxyEnv = { HTTPS_PROXY: "", https_proxy: "", HTTP_PROXY: "", http_proxy: "", NO_PROXY: "", no_proxy: "" };
 
@@ -167,10 +182,10 @@ describe("outbound through an HTTP proxy", () => {
     const requests = requestsSince(from);
     for (const r of ["POST /agent/v1/register", "GET /agent/v1/channel", "GET /agent/v1/commands", "POST /agent/v1/reports"]) expect(requests, r).toContain(r);
     expect(requests.some((r) => /^PUT \/agent\/v1\/steps\/[^/]+\/log$/.test(r)), requests.join(", ")).toBe(true);
+    expect(await aroundProxy(from, px)).toEqual([]); // nothing around the proxy
     const conns = front.connections.slice(from);
     expect(conns.length).toBeGreaterThanOrEqual(3);
-    expect(conns.filter((c) => !px.upstreamPorts.has(c.peerPort))).toEqual([]); // nothing around the proxy
-    expect(px.connects.get(front.target)).toBe(conns.length);
+    expect(px.connects.get(front.target)).toBeGreaterThanOrEqual(conns.length);
     expect([...px.connects.keys()]).toEqual([front.target]);
     expect(px.plainRequests).toEqual([]);
     expect(px.refused.size).toBe(0);
@@ -200,9 +215,8 @@ describe("outbound through an HTTP proxy", () => {
     const agent = run("via-env", reg.home, env);
     await server.waitAgentOnline("via-env");
     expect(readFileSync(agent.logFile, "utf8")).toContain(`connections to ${front.url}: through proxy ${px.url} (HTTPS_PROXY)`);
-    const conns = front.connections.slice(from);
     expect(requestsSince(from)).toEqual(expect.arrayContaining(["POST /agent/v1/register", "GET /agent/v1/channel", "GET /agent/v1/commands"]));
-    expect(conns.filter((c) => !px.upstreamPorts.has(c.peerPort))).toEqual([]);
+    expect(await aroundProxy(from, px)).toEqual([]);
     expect(px.connects.get(front.target)).toBeGreaterThanOrEqual(3);
   });
 

@@ -152,7 +152,7 @@ describe("cancel", () => {
 
     const res2 = await postJson("/api/v1/deployments", { agents: [agent.name], steps: [{ name: "a", type: "shell", command: "true" }] });
     const done = (await res2.json()) as { id: string };
-    const cmd2 = (await commands(agent)).find((c) => c.deploymentId === done.id) as Cmd;
+    const cmd2 = (await commands(agent)).find((c) => c.type === "deploy" && c.deploymentId === done.id) as Cmd;
     await postReports(agent, [startedReport(cmd2, 0), finishedReport(cmd2, 0, "succeeded", 0)]);
     await eventually(async () => (await view(done.id)).status === "succeeded", "succeeded");
     // A one-wave deployment needs no coordinator: its agent's channel never pokes one.

@@ -13,13 +13,15 @@ import { channelOf } from "../../durable-objects/channels.ts";
 import type { Env } from "../env.ts";
 import { HttpError } from "../http-errors.ts";
 import type { ApiRequest } from "../api-request.ts";
-import { AGENT_VIEW_COLUMNS, agentKey, findLiveAgent, requireLiveAgent, toAgentView } from "../agent-lookup.ts";
+import { AGENT_VIEW_COLUMNS, agentKey, findLiveAgent, requireLiveAgent, toAgentView, type AgentRow } from "../agent-lookup.ts";
+import { readConfig, type ConfigView } from "../../d1/agent-config.ts";
+import { changeConfig } from "./agent-control.ts";
 
 // The agents this one took over with `register --replace` (docs/api.md §Agents), the
 // whole chain back (a name re-registered twice lists both), the latest first. A replaced
 // agent is always revoked: the registration batch sets replaced_by and revoked_at together.
 export type ReplacedAgent = { id: string; revokedAt: string };
-export type AgentDetail = AgentView & { replaced: ReplacedAgent[]; channel: unknown };
+export type AgentDetail = AgentView & { replaced: ReplacedAgent[]; config: ConfigView; channel: unknown };
 
 async function replacedAgents(env: Env, id: string): Promise<ReplacedAgent[]> {
   const rows = await d1(env).all<{ id: string; revokedAt: number }>(
@@ -43,8 +45,8 @@ export async function listAgents(request: ApiRequest, env: Env): Promise<Respons
 export async function getAgent(request: ApiRequest, env: Env): Promise<Response> {
   await requireApiRole(request, env, "viewer");
   const row = await requireLiveAgent(env, agentKey(request.params.id));
-  const [replaced, channel] = await Promise.all([replacedAgents(env, row.id), channelOf(env, row.id).status(row.id)]);
-  return json({ ...toAgentView(row), replaced, channel } satisfies AgentDetail);
+  const [replaced, config, channel] = await Promise.all([replacedAgents(env, row.id), readConfig(env.DB, row.id), channelOf(env, row.id).status(row.id)]);
+  return json({ ...toAgentView(row), replaced, config: config ?? { desired: {}, applied: {} }, channel } satisfies AgentDetail);
 }
 
 // Tags and properties are replaced whole by what is given; a deployment already created
@@ -56,9 +58,16 @@ export async function patchAgent(request: ApiRequest, env: Env): Promise<Respons
   const set: { tags?: string; properties?: string } = {};
   if (body.tags !== undefined) set.tags = JSON.stringify(body.tags);
   if (body.properties !== undefined) set.properties = JSON.stringify(body.properties);
-  const updated = await d1(env).update(agents).set(set).where(and(eq(agents.id, row.id), isNull(agents.revokedAt))).returning(AGENT_VIEW_COLUMNS).get();
-  if (!updated) throw new HttpError(404, `agent ${row.id} not found`);
-  return json(toAgentView(updated));
+  let updated: AgentRow | undefined = row;
+  if (Object.keys(set).length > 0) {
+    updated = await d1(env).update(agents).set(set).where(and(eq(agents.id, row.id), isNull(agents.revokedAt))).returning(AGENT_VIEW_COLUMNS).get();
+    if (!updated) throw new HttpError(404, `agent ${row.id} not found`);
+  }
+  // Settings the agent applies itself reach it as a command (docs/agent-lifecycle.md §Config).
+  const change = { ...(body.concurrency !== undefined ? { concurrency: body.concurrency } : {}), ...(body.logLevel !== undefined ? { logLevel: body.logLevel } : {}) };
+  if (Object.keys(change).length > 0) await changeConfig(env, row.id, change);
+  const config = (await readConfig(env.DB, row.id)) ?? { desired: {}, applied: {} };
+  return json({ ...toAgentView(updated), config });
 }
 
 // docs/protocol.md §Revoke. Repeatable: a second call answers with the first revokedAt

@@ -1,0 +1,2 @@
+ALTER TABLE `agents` ADD `desired_config` text;--> statement-breakpoint
+ALTER TABLE `agents` ADD `applied_config` text;
