@@ -134,9 +134,9 @@ export async function importSigningKey(pem: string): Promise<SigningKey> {
   let spki: ArrayBuffer;
   try {
     key = await crypto.subtle.importKey("pkcs8", blocks[0] as Uint8Array<ArrayBuffer>, ED25519, true, ["sign"]);
-    const { x } = await crypto.subtle.exportKey("jwk", key);
+    const { x } = (await crypto.subtle.exportKey("jwk", key)) as JsonWebKey;
     publicKey = await crypto.subtle.importKey("jwk", { kty: "OKP", crv: "Ed25519", x }, ED25519, true, ["verify"]);
-    spki = await crypto.subtle.exportKey("spki", publicKey);
+    spki = (await crypto.subtle.exportKey("spki", publicKey)) as ArrayBuffer;
   } catch (e) {
     throw new ReleaseKeyError(`not an Ed25519 PKCS#8 private key: ${(e as Error).message}`, { cause: e });
   }
@@ -249,7 +249,7 @@ function readSignature(data: Uint8Array): Uint8Array {
   if (data.length > AGENT_PACKAGE_LIMITS.signatureBytes) throw new AgentPackageError("unsigned", `${AGENT_SIGNATURE_FILE} is larger than ${AGENT_PACKAGE_LIMITS.signatureBytes} bytes`);
   let text: string;
   try {
-    text = new TextDecoder("utf-8", { fatal: true }).decode(data).trim();
+    text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(data).trim();
   } catch {
     throw new AgentPackageError("unsigned", `${AGENT_SIGNATURE_FILE} is not text (base64 of an Ed25519 signature is expected)`);
   }

@@ -4,7 +4,7 @@
 // binary (no checkout, no node_modules, no npm, a bare PATH): --help, register, run, and
 // a deployment whose step uses a secret (so the worker spawns the packaged mask filter).
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -12,7 +12,7 @@ import { AGENT_PACKAGE_LIMITS, importTrustedKeys, readAgentPackage } from "../sc
 import { sha256Hex } from "../schema/plugin-package.ts";
 import { projectRoot, TestServer, waitFor } from "../test/support/local-server.ts";
 import { buildAgentPackage, readSigningKey } from "./agent-package.ts";
-import { RELEASE_KEY_FILE, RELEASE_PUBLIC_KEY_FILE } from "./local-state.ts";
+import { localConfig, RELEASE_KEY_FILE, RELEASE_PUBLIC_KEY_FILE } from "./local-state.ts";
 
 const VERSION = "7.1.0-test.1";
 const builder = join(projectRoot, "scripts/agent-package.ts");
@@ -82,7 +82,7 @@ describe("npm run agent:package", () => {
     for (const platform of installed) expect(paths).toContain(`node_modules/@libsql/${platform}/index.node`);
     expect(paths.filter((p) => p.endsWith(".ts"))).toEqual([]); // bundled: nothing left to strip types from
 
-    const up = await fetch(`${server.base}/api/v1/agent-versions`, { method: "POST", headers: { authorization: `Bearer ${server.adminToken}` }, body: bytes });
+    const up = await fetch(`${server.base}/api/v1/agent-versions`, { method: "POST", headers: { authorization: `Bearer ${server.adminToken}` }, body: bytes as Uint8Array<ArrayBuffer> });
     expect(up.status, await up.clone().text()).toBe(201);
     expect(await up.json()).toEqual({ version: VERSION, sha256: await sha256Hex(bytes), platforms: installed });
     const down = await fetch(`${server.base}/agent/v1/agent-versions/current`);
@@ -94,7 +94,7 @@ describe("npm run agent:package", () => {
     const key = await readSigningKey(join(server.stateDir, RELEASE_KEY_FILE));
     const again = await buildAgentPackage({ version: VERSION, key });
     expect(again.bytes).toEqual(new Uint8Array(readFileSync(packageFile)));
-    const up = await fetch(`${server.base}/api/v1/agent-versions`, { method: "POST", headers: { authorization: `Bearer ${server.adminToken}` }, body: again.bytes });
+    const up = await fetch(`${server.base}/api/v1/agent-versions`, { method: "POST", headers: { authorization: `Bearer ${server.adminToken}` }, body: again.bytes as Uint8Array<ArrayBuffer> });
     expect(up.status).toBe(200);
   }, 60_000);
 
@@ -162,5 +162,23 @@ describe("npm run agent:package", () => {
     const bad = runBuilder(["--version", "1.0.0", "--out", join(outside, "x.tgz"), "--key", notAKey]);
     expect(bad.status).toBe(1);
     expect(bad.stderr).toMatch(/not-a-key\.pem: no '-----BEGIN PRIVATE KEY-----' block found/);
+  });
+});
+
+describe("the local state's release key", () => {
+  it("is generated once (private half 0600), kept across starts, and replaced by OUTPOST_RELEASE_PUBLIC_KEYS when given", async () => {
+    const stateDir = join(outside, "state-keys");
+    const first = localConfig({ OUTPOST_STATE_DIR: stateDir, PORT: "8787" });
+    expect(statSync(join(stateDir, RELEASE_KEY_FILE)).mode & 0o777).toBe(0o600);
+    expect(first.releasePublicKeys).toBe(readFileSync(join(stateDir, RELEASE_PUBLIC_KEY_FILE), "utf8"));
+    expect(localConfig({ OUTPOST_STATE_DIR: stateDir }).releasePublicKeys).toBe(first.releasePublicKeys);
+    // The pair matches: what the builder signs with is what the server trusts.
+    const signing = await readSigningKey(join(stateDir, RELEASE_KEY_FILE));
+    expect((await importTrustedKeys(first.releasePublicKeys))[0].fingerprint).toBe(signing.fingerprint);
+
+    const other = join(outside, "state-env");
+    const fromEnv = localConfig({ OUTPOST_STATE_DIR: other, OUTPOST_RELEASE_PUBLIC_KEYS: first.releasePublicKeys });
+    expect(fromEnv.releasePublicKeys).toBe(first.releasePublicKeys);
+    expect(existsSync(join(other, RELEASE_KEY_FILE))).toBe(false);
   });
 });
