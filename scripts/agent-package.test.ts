@@ -4,7 +4,7 @@
 // binary (no checkout, no node_modules, no npm, a bare PATH): --help, register, run, and
 // a deployment whose step uses a secret (so the worker spawns the packaged mask filter).
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -59,6 +59,7 @@ afterAll(async () => {
     }
   }
   await server.stop();
+  rmSync(outside, { recursive: true, force: true }); // three copies of the package: ~30 MB
 }, 60_000);
 
 describe("npm run agent:package", () => {
@@ -137,6 +138,19 @@ describe("npm run agent:package", () => {
     }, 20_000, "the step's log");
     expect(log).toMatch(/^secret=\*\*\* pwd=\//); // masked by lib/mask-filter.mjs
     expect(log).not.toContain("hunter2");
+
+    // A copy whose package.json claims only another platform refuses to start, saying why.
+    const elsewhere = join(outside, "elsewhere");
+    for (const f of pkg.files) {
+      mkdirSync(dirname(join(elsewhere, f.path)), { recursive: true });
+      writeFileSync(join(elsewhere, f.path), f.data);
+    }
+    const meta = JSON.parse(readFileSync(join(elsewhere, "package.json"), "utf8"));
+    expect(meta.outpost.platforms).toEqual(pkg.manifest.platforms);
+    writeFileSync(join(elsewhere, "package.json"), JSON.stringify({ ...meta, outpost: { platforms: ["plan9-mips-gnu"] } }));
+    const refused = packaged(elsewhere, ["--help"], "elsewhere.log");
+    expect(await refused.exited).toBe(1);
+    expect(output("elsewhere.log")).toContain(`this package runs on plan9-mips-gnu; this machine is ${process.platform}-${process.arch}`);
 
     // The worker loaded libSQL's native part from the package, and nothing of this
     // checkout but the node binary the test runs on.

@@ -83,7 +83,11 @@ export async function buildAgentPackage(opts: BuildOptions): Promise<BuiltAgentP
     ...bundles,
     ...[...assets].flatMap((a) => carry(source, a)),
     ...natives.files,
-    { path: "package.json", mode: 0o644, data: json({ name: "outpost-agent", version: opts.version, private: true, type: "module", engines: { node: NODE_REQUIREMENT }, bin: { "outpost-agent": PACKAGE_ENTRY } }) },
+    {
+      path: "package.json",
+      mode: 0o644,
+      data: json({ name: "outpost-agent", version: opts.version, private: true, type: "module", engines: { node: NODE_REQUIREMENT }, bin: { "outpost-agent": PACKAGE_ENTRY }, outpost: { platforms: natives.platforms } }),
+    },
     { path: PACKAGE_ENTRY, mode: 0o755, data: new TextEncoder().encode(binShim()) },
   ].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 
@@ -204,14 +208,23 @@ function binaryPackages(root: string): { dir: string; main: string }[] {
     });
 }
 
-// Checks the Node version before any bundle loads (a static import would run first).
+// Checks the Node version and the platform before any bundle loads (a static import
+// would run first): on a machine the package carries no native part for, libSQL would
+// only fail later, in the worker, with "Cannot find module '@libsql/…'".
 function binShim(): string {
   return [
     "#!/usr/bin/env node",
     "// The packaged outpost-agent (docs/agent-lifecycle.md): node <package>/bin/outpost-agent.mjs register|run …",
+    'import { readFileSync } from "node:fs";',
     'const major = Number(process.versions.node.split(".")[0]);',
     "if (major < 22) {",
     "  process.stderr.write(`outpost-agent: needs Node >= 22; this is ${process.version}\\n`);",
+    "  process.exit(1);",
+    "}",
+    'const { platforms } = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")).outpost;',
+    "const here = `${process.platform}-${process.arch}`;",
+    "if (!platforms.some((p) => p === here || p.startsWith(`${here}-`))) {",
+    '  process.stderr.write(`outpost-agent: this package runs on ${platforms.join(", ")}; this machine is ${here}\\n`);',
     "  process.exit(1);",
     "}",
     'await import("../lib/outpost-agent.mjs");',
