@@ -20,7 +20,15 @@ export const registerRequest = z.strictObject({
   replace: z.boolean().optional(),
 });
 export type RegisterRequest = z.infer<typeof registerRequest>;
-export const registerResponse = z.object({ agentId: z.string(), credential: z.string() });
+export const registerResponse = z.object({
+  agentId: z.string(),
+  credential: z.string(),
+  // The server's trusted release keys (OUTPOST_RELEASE_PUBLIC_KEYS, SPKI PEM), which the
+  // agent pins in its home: it will run only packages signed by one of them, whoever
+  // serves them (docs/agent-lifecycle.md, "Key pinning"). "" when the server has none;
+  // absent from servers older than pinning, read as "".
+  releaseKeys: z.string().max(64 * 1024).default(""),
+});
 export type RegisterResponse = z.infer<typeof registerResponse>;
 
 // ---- commands: server → agent, pulled over HTTPS ----

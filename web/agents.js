@@ -1,9 +1,14 @@
-// Agents: the list with live status, tags and properties; editing an agent's tags and
-// properties (admin), revoking one (admin, two clicks), and creating a registration
-// token for a new one (shown once, with the command that uses it).
-import { AuthError, del, enc, patch, post } from "./api.js";
-import { $, ago, badge, confirmAction, copyText, el, reconcile, say, when } from "./dom.js";
+// Agents: the list with live status, version, config (desired against applied), tags
+// and properties; editing an agent's tags, properties, concurrency and log level (admin),
+// restarting it (admin, two clicks: agent-controls.js), revoking one (admin, two clicks).
+// The registration panel is install-command.js.
+import { AuthError, del, enc, patch } from "./api.js";
+import { $, ago, badge, confirmAction, el, reconcile, say, when } from "./dom.js";
 import { formatLines, formatTags, parseLines, parseTags } from "./kv.js";
+import {
+  configCell, configFields, controlsSig, describeChange, initAgentControls, noteSaved, refreshDetails, replacedNote,
+  resetAgentControls, restartControl, restartNote,
+} from "./agent-controls.js";
 
 let agents = [];
 let asking = null; // id of the agent whose revoke awaits confirmation
@@ -17,17 +22,14 @@ export const agentStatus = () => new Map(agents.map((a) => [a.name, a.status]));
 
 export function initAgents(h) {
   hooks = h;
-  $("reg-token-new").addEventListener("click", newRegistrationToken);
-  $("reg-token-copy").addEventListener("click", (e) => copyText(e.currentTarget, $("reg-token-value")));
-  $("reg-token-hint-copy").addEventListener("click", (e) => copyText(e.currentTarget, $("reg-token-hint")));
-  $("reg-token-done").addEventListener("click", clearRegistrationToken);
+  initAgentControls({ refused: (err) => hooks.refused(err), rerender: () => rerender() });
 }
 
 export function resetAgents() {
   agents = [];
   asking = revoking = editing = null;
   saving = false;
-  clearRegistrationToken();
+  resetAgentControls();
   say($("agents-message"), "");
   $("agents").tBodies[0].replaceChildren();
 }
@@ -43,17 +45,19 @@ export function renderAgents(list) {
   // being typed alone.
   const items = agents.flatMap((a) => (editing === a.id ? [{ a }, { a, edit: true }] : [{ a }]));
   reconcile($("agents").tBodies[0], items, (i) => (i.edit ? `edit:${i.a.id}` : i.a.id),
-    (i) => (i.edit ? "edit" : JSON.stringify([i.a, i.a.lastSeenAt ? ago(i.a.lastSeenAt) : "", asking === i.a.id, revoking === i.a.id, editing === i.a.id])),
+    (i) => (i.edit ? "edit" : JSON.stringify([i.a, i.a.lastSeenAt ? ago(i.a.lastSeenAt) : "", asking === i.a.id, revoking === i.a.id, editing === i.a.id, controlsSig(i.a)])),
     (i) => (i.edit ? editRow(i.a) : agentRow(i.a)));
+  refreshDetails(agents);
 }
 
 const rerender = () => renderAgents(agents);
 
 function agentRow(a) {
   return el("tr", { "data-agent": a.name, "data-status": a.status },
-    el("td", { class: "name", text: a.name }),
-    el("td", { class: "status" }, badge(a.status)),
-    el("td", { class: "mono", text: a.version ?? "—" }),
+    el("td", { class: "name" }, el("span", { class: "agent-name", text: a.name }), replacedNote(a)),
+    el("td", { class: "status" }, badge(a.status), restartNote(a)),
+    el("td", { class: "mono version", text: a.version ?? "—" }),
+    configCell(a),
     el("td", { class: "tags" }, ...(a.tags ?? []).map((t) => el("span", { class: "tag", text: t }))),
     el("td", { class: "properties" }, ...Object.entries(a.properties ?? {}).map(([k, v]) =>
       el("span", { class: "prop mono", "data-prop": k }, el("span", { class: "k", text: k }), "=", el("span", { class: "v", text: v })))),
@@ -61,8 +65,8 @@ function agentRow(a) {
     el("td", { class: "edit admin-only" }, el("button", {
       type: "button", class: "quiet agent-edit-open", "aria-expanded": String(editing === a.id),
       onclick: () => { editing = editing === a.id ? null : a.id; rerender(); focusEdit(); },
-    }, "Edit")),
-    el("td", { class: "actions" }, confirmAction({
+    }, "Edit"), " ", restartControl(a)),
+    el("td", { class: "actions admin-only" }, confirmAction({
       label: "Revoke",
       question: `Revoke ${a.name}? Its credential stops working and its unfinished steps are canceled.`,
       confirmLabel: "Revoke agent",
@@ -80,9 +84,12 @@ function editRow(a) {
   const props = el("textarea", { class: "ae-props mono", id: "ae-props", rows: 4, placeholder: "region=eu-west\nport=8080", spellcheck: "false" });
   props.value = formatLines(a.properties);
   const message = el("p", { class: "message", id: "ae-message", role: "status" });
-  const form = el("form", { class: "agent-edit-form" },
+  const config = configFields(a);
+  // novalidate: an out-of-range concurrency is said in the message line, like any other mistake.
+  const form = el("form", { class: "agent-edit-form", novalidate: true },
     el("div", { class: "ae-field" }, el("label", { for: "ae-tags", text: "Tags (comma-separated)" }), tags),
     el("div", { class: "ae-field" }, el("label", { for: "ae-props", text: "Properties (key=value, one a line)" }), props),
+    ...config.fields,
     message,
     el("div", { class: "buttons" },
       el("button", { type: "submit", class: "ae-save" }, "Save"),
@@ -90,29 +97,36 @@ function editRow(a) {
   );
   form.addEventListener("submit", (e) => {
     e.preventDefault();
-    saveLabels(a, tags.value, props.value, message, form.querySelector(".ae-save"));
+    save(a, tags.value, props.value, config.read(), message, form.querySelector(".ae-save"));
   });
-  return el("tr", { class: "agent-edit", "data-agent-edit": a.name }, el("td", { colspan: 8 }, form));
+  return el("tr", { class: "agent-edit", "data-agent-edit": a.name }, el("td", { colspan: 9 }, form));
 }
 
 function focusEdit() {
   $("ae-tags")?.focus();
 }
 
-async function saveLabels(a, tagText, propText, message, button) {
+// Tags and properties are sent whole; concurrency and log level only when they differ
+// from the desired config (the agent gets them as a command, and applies them itself).
+async function save(a, tagText, propText, config, message, button) {
   const tags = parseTags(tagText);
   if (tags.error) return say(message, `Tags: ${tags.error}.`);
   const props = parseLines(propText);
   if (props.error) return say(message, `Properties: ${props.error}.`);
+  if (config.error) return say(message, config.error);
   if (saving) return;
   saving = true;
   button.disabled = true;
   say(message, "");
   try {
-    const view = await patch(`/api/v1/agents/${enc(a.id)}`, { tags: tags.tags, properties: props.properties });
+    const { config: saved, ...view } = await patch(`/api/v1/agents/${enc(a.id)}`, { tags: tags.tags, properties: props.properties, ...config.change });
     agents = agents.map((x) => (x.id === a.id ? { ...x, ...view } : x));
+    noteSaved(a, saved);
     editing = null;
-    say($("agents-message"), `Tags and properties of ${a.name} saved.`, "ok");
+    const changed = describeChange(config.change);
+    say($("agents-message"), changed
+      ? `Saved ${a.name}: tags, properties, and ${changed} — pending until the agent says it applies ${Object.keys(config.change).length > 1 ? "them" : "it"}.`
+      : `Tags and properties of ${a.name} saved.`, "ok");
     rerender();
     hooks.changed();
   } catch (err) {
@@ -140,28 +154,4 @@ async function revoke(a) {
     revoking = null;
     rerender();
   }
-}
-
-async function newRegistrationToken() {
-  const button = $("reg-token-new");
-  button.disabled = true;
-  say($("agents-message"), "");
-  try {
-    const { token } = await post("/api/v1/registration-tokens", {});
-    $("reg-token-value").textContent = token;
-    $("reg-token-hint").textContent =
-      `npx outpost-agent register --server ${location.origin} --token-file registration-token --name <agent-name> --home /var/lib/outpost-agent`;
-    $("reg-token").hidden = false;
-  } catch (err) {
-    if (err instanceof AuthError) return hooks.refused(err);
-    say($("agents-message"), `Cannot create a registration token: ${err.message}`);
-  } finally {
-    button.disabled = false;
-  }
-}
-
-function clearRegistrationToken() {
-  $("reg-token").hidden = true;
-  $("reg-token-value").textContent = "";
-  $("reg-token-hint").textContent = "";
 }

@@ -1,10 +1,13 @@
 // Outpost dashboard: agents, deployments and their logs, polled from the management
 // API; and what an admin does there: deploy (to agents or tags, with properties, a
 // rollout, shell and plug-in steps), cancel a deployment, tag agents, revoke agents,
-// upload and delete plug-ins, keep secrets, create registration and API tokens. No
+// upload and delete plug-ins, keep secrets, create registration and API tokens, set an
+// agent's concurrency and log level, restart it, upload and pin agent versions. No
 // framework and no build step; ES modules only. Every piece of server data goes into
 // the page as text (dom.js), never as markup.
 import { initAgents, renderAgents, resetAgents } from "./agents.js";
+import { initAgentVersions, loadAgentVersions, resetAgentVersions } from "./agent-versions.js";
+import { initInstallCommand, refreshInstallCommand, resetInstallCommand } from "./install-command.js";
 import { AuthError, forgetToken, get, setToken, storedToken, storeToken } from "./api.js";
 import { applyFirstPage, firstPagePath, initDeployments, openDeployment, pollOpen, renderDeployments, resetDeployments } from "./deployments.js";
 import { $, clock } from "./dom.js";
@@ -17,9 +20,9 @@ import { initTokens, loadTokens, resetTokens, roleKnown } from "./tokens.js";
 
 const REFRESH_MS = 2000;
 const HIDDEN_REFRESH_MS = 15000;
-// The plug-ins and secrets change only when someone uploads or saves one: they are read
-// at sign-in, after this page changes them, when the deployment form opens, and at
-// most this often otherwise.
+// The plug-ins, secrets and agent versions change only when someone uploads or saves
+// one: they are read at sign-in, after this page changes them, when the deployment form
+// opens, and at most this often otherwise.
 const PANELS_REFRESH_MS = 30000;
 
 let token = null;
@@ -51,6 +54,8 @@ function showLogin(message) {
   setToken(null);
   resetDeployments();
   resetAgents();
+  resetInstallCommand();
+  resetAgentVersions();
   resetTokens();
   resetPlugins();
   resetSecrets();
@@ -142,7 +147,7 @@ async function refresh(gen) {
 // concerns the whole page.
 function loadPanels(gen = generation) {
   panelsReadAt = Date.now();
-  Promise.all([loadPlugins(), loadSecrets()]).catch((err) => {
+  Promise.all([loadPlugins(), loadSecrets(), loadAgentVersions()]).catch((err) => {
     if (gen === generation && err instanceof AuthError) refused(err);
   });
 }
@@ -157,6 +162,8 @@ function setConn(kind, text) {
 
 const hooks = { refused, changed: () => token && restart() };
 initAgents(hooks);
+initInstallCommand({ refused });
+initAgentVersions({ refused, changed: refreshInstallCommand });
 initDeployments(hooks);
 initTokens({ refused, role: showRole });
 initPlugins({ refused, changed: refreshStepChoices });

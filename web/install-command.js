@@ -5,7 +5,7 @@
 // they are typed; everything is written as text, never as markup.
 import { AuthError, post } from "./api.js";
 import { $, copyText, say } from "./dom.js";
-import { agentVersionsKnown, currentAgentVersion } from "./agent-versions.js";
+import { agentVersionsKnown, currentAgentVersion, loadAgentVersions } from "./agent-versions.js";
 
 let token = null;
 let hooks = { refused: () => {} };
@@ -33,12 +33,15 @@ export function shellWord(s) {
 // "web, eu ,db" → "web,eu,db" (empty pieces dropped); the server checks the tags themselves.
 const tagArg = (text) => text.split(",").map((t) => t.trim()).filter(Boolean).join(",");
 
+// `register` needs a home; the one agent/README.md suggests.
+export const MANUAL_HOME = "/var/lib/outpost-agent";
+
 // The commands for this page's server, with the token, name and tags given.
 export function installCommands(origin, tok, name, tags) {
   const who = `--token ${shellWord(tok)} --name ${name ? shellWord(name) : "NAME"}${tags ? ` --tags ${shellWord(tags)}` : ""}`;
   return {
     install: `curl -fsSL ${shellWord(`${origin}/agent/install.sh`)} | sh -s -- ${who}`,
-    manual: `outpost-agent register --server ${shellWord(origin)} ${who}`,
+    manual: `outpost-agent register --server ${shellWord(origin)} ${who} --home ${MANUAL_HOME}`,
   };
 }
 
@@ -67,6 +70,8 @@ async function newRegistrationToken() {
     $("reg-token").hidden = false;
     showCommands();
     $("reg-name").focus();
+    // Whether install.sh has a version to install, as of now (the panel says it after).
+    loadAgentVersions().catch((err) => hooks.refused(err));
   } catch (err) {
     if (err instanceof AuthError) return hooks.refused(err);
     say($("agents-message"), `Cannot create a registration token: ${err.message}`);

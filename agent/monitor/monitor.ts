@@ -63,7 +63,9 @@ export async function runMonitor(opts: MonitorOptions): Promise<number> {
     throw new AgentError(`another monitor (pid ${other}) is running for ${paths.home}`, { pid: other });
   }
   const staleWorker = readPidFile(paths.workerPid);
-  if (staleWorker !== null && isAgentProcess(staleWorker, "worker/main.ts")) {
+  // Matched by this home on its command line: a worker from a packaged agent (lib/worker.mjs)
+  // or from another version is found as well as one run from source.
+  if (staleWorker !== null && isAgentProcess(staleWorker, paths.home)) {
     log.warn(`a worker of an earlier monitor (pid ${staleWorker}) is still running; waiting for it to exit`);
     const t0 = Date.now();
     while (isLive(staleWorker) && Date.now() - t0 < STOP_GRACE_MS) await sleep(100);

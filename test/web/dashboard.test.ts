@@ -380,12 +380,17 @@ describe("web dashboard", () => {
       await v.waitForSelector(`tr[data-agent="${AGENT}"]`, { timeout: 10_000 });
       expect(await v.locator("#tokens-panel").isVisible()).toBe(false);
       expect(await text(v, "#role")).toBe("read-only");
-      await v.click("#reg-token-new");
+      // The admin controls are not shown to a viewer; used anyway (clicked from a
+      // script), the server refuses them and the page says so.
+      expect(await v.locator("#reg-token-new").isVisible()).toBe(false);
+      expect(await v.locator(`tr[data-agent="${AGENT}"] td.actions button`).isVisible()).toBe(false);
+      const clickHidden = (selector: string) => v.evaluate((sel) => (document.querySelector(sel) as HTMLElement).click(), selector);
+      await clickHidden("#reg-token-new");
       await v.waitForSelector("#agents-message.error", { timeout: 10_000 });
       expect(await text(v, "#agents-message")).toContain("this API token may only read");
       expect(await v.locator("#reg-token").isVisible()).toBe(false);
-      await v.click(`tr[data-agent="${AGENT}"] td.actions button`);
-      await v.click(`tr[data-agent="${AGENT}"] td.actions button.danger`);
+      await clickHidden(`tr[data-agent="${AGENT}"] td.actions button`);
+      await clickHidden(`tr[data-agent="${AGENT}"] td.actions button.danger`);
       await waitFor(async () => (await text(v, "#agents-message")).includes(`Cannot revoke ${AGENT}`), 10_000, "the refusal");
       expect(await text(v, "#agents-message")).toContain("this API token may only read");
       expect(await v.locator(`tr[data-agent="${AGENT}"]`).count()).toBe(1);
@@ -414,8 +419,8 @@ describe("web dashboard", () => {
       await page.click("#reg-token-new");
       await page.waitForSelector("#reg-token:not([hidden])", { timeout: 10_000 });
       const token = await text(page, "#reg-token-value");
-      const hint = await text(page, "#reg-token-hint");
-      expect(hint).toContain(`outpost-agent register --server ${server.base} --token-file `);
+      expect(await text(page, "#reg-install")).toBe(`curl -fsSL ${server.base}/agent/install.sh | sh -s -- --token ${token} --name NAME`);
+      expect(await text(page, "#reg-manual")).toContain(`outpost-agent register --server ${server.base} --token ${token} --name NAME`);
       expect(await text(page, "#reg-token")).toMatch(/single use.*shown only once/is);
 
       // The token shown registers an agent, which the page then lists.

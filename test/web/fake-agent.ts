@@ -31,6 +31,12 @@ export type Command = {
   steps: StepToRun[];
 };
 export type CancelCommand = { seq: number; type: "cancel"; id: string; deploymentId: string };
+// docs/agent-lifecycle.md §Config, §Restart: settings the agent applies itself, and a
+// request that its monitor start a new worker.
+export type AgentConfig = { concurrency?: number; logLevel?: "error" | "warn" | "info" | "debug" };
+export type ConfigCommand = { seq: number; type: "config"; id: string; config: AgentConfig };
+export type RestartCommand = { seq: number; type: "restart"; id: string };
+type AnyCommand = Command | CancelCommand | ConfigCommand | RestartCommand;
 
 export class FakeAgent {
   agentId = "";
@@ -38,6 +44,9 @@ export class FakeAgent {
   private lastSeq = 0;
   private readonly commands = new Map<string, Command>();
   private readonly cancels = new Map<string, CancelCommand>();
+  // Config and restart commands in the order pulled (the test consumes them).
+  readonly configs: ConfigCommand[] = [];
+  readonly restarts: RestartCommand[] = [];
   private readonly ended = new Set<string>(); // step ids reported finished
   private ws: WebSocket | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
@@ -52,22 +61,24 @@ export class FakeAgent {
     this.name = name;
   }
 
-  // Registers with a registration token (a new one from the API unless given).
-  async register(token?: string): Promise<this> {
+  // Registers with a registration token (a new one from the API unless given); `replace`
+  // takes over the name of a revoked or offline agent (`register --replace`).
+  async register(token?: string, opts: { replace?: boolean } = {}): Promise<this> {
     if (!token) {
       const t = await this.server.api("POST", "/api/v1/registration-tokens", {});
       if (t.status !== 201) throw new Error(`registration token: ${t.status} ${t.text}`);
       token = t.json.token as string;
     }
-    const r = await this.call("POST", "/agent/v1/register", { token, name: this.name, version: "fake-1.0" }, false);
+    const r = await this.call("POST", "/agent/v1/register", { token, name: this.name, version: "fake-1.0", ...(opts.replace ? { replace: true } : {}) }, false);
     if (r.status !== 201) throw new Error(`register ${this.name}: ${r.status} ${JSON.stringify(r.json)}`);
     this.agentId = r.json.agentId;
     this.credential = r.json.credential;
     return this;
   }
 
-  // Opens the channel and says hello; resolves once welcomed (the agent is then online).
-  async connect(running: string[] = []): Promise<void> {
+  // Opens the channel and says hello (with the config it applies, if given); resolves
+  // once welcomed (the agent is then online).
+  async connect(running: string[] = [], config?: AgentConfig): Promise<void> {
     const ws = new WebSocket(this.server.base.replace(/^http/, "ws") + "/agent/v1/channel", {
       headers: { authorization: `Bearer ${this.credential}` },
     });
@@ -81,7 +92,7 @@ export class FakeAgent {
         if (JSON.parse(text).type === "welcome") resolve();
       });
       ws.once("open", () =>
-        ws.send(JSON.stringify({ type: "hello", version: "fake-1.0", lastSeq: this.lastSeq, running, reports: [], pendingReports: 0 })));
+        ws.send(JSON.stringify({ type: "hello", version: "fake-1.0", lastSeq: this.lastSeq, running, reports: [], pendingReports: 0, ...(config ? { config } : {}) })));
       ws.once("close", (code) => reject(new Error(`channel closed (${code}) before the welcome`)));
     });
     this.heartbeat = setInterval(() => ws.readyState === WebSocket.OPEN && ws.send("ping"), 5000);
@@ -97,12 +108,22 @@ export class FakeAgent {
     await this.closeCode;
   }
 
-  // One pull of whatever commands are new: deploy commands and cancels are kept apart.
+  // After the hello: the config the agent now applies (a real worker sends this once it
+  // has applied a config command).
+  sendStatus(config: AgentConfig): void {
+    if (this.ws?.readyState !== WebSocket.OPEN) throw new Error(`${this.name}: no open channel to send a status on`);
+    this.ws.send(JSON.stringify({ type: "status", config }));
+  }
+
+  // One pull of whatever commands are new: deploy commands, cancels, config changes and
+  // restarts are kept apart.
   async pull(): Promise<void> {
     const r = await this.call("GET", `/agent/v1/commands?after=${this.lastSeq}`);
     if (r.status !== 200) throw new Error(`pull: ${r.status} ${JSON.stringify(r.json)}`);
-    for (const c of r.json.commands as (Command | CancelCommand)[]) {
+    for (const c of r.json.commands as AnyCommand[]) {
       if (c.type === "cancel") this.cancels.set(c.deploymentId, c);
+      else if (c.type === "config") this.configs.push(c);
+      else if (c.type === "restart") this.restarts.push(c);
       else this.commands.set(c.deploymentId, c);
       this.lastSeq = Math.max(this.lastSeq, c.seq);
     }
@@ -117,6 +138,25 @@ export class FakeAgent {
       if (!this.commands.has(deploymentId)) await new Promise((r) => setTimeout(r, 100));
     }
     return this.commands.get(deploymentId)!;
+  }
+
+  // Pulls until a config (or restart) command not yet taken is here; takes and returns it.
+  async nextConfig(ms = 15_000): Promise<ConfigCommand> {
+    return this.next(this.configs, "config", ms);
+  }
+
+  async nextRestart(ms = 15_000): Promise<RestartCommand> {
+    return this.next(this.restarts, "restart", ms);
+  }
+
+  private async next<T>(queue: T[], what: string, ms: number): Promise<T> {
+    const t0 = Date.now();
+    while (queue.length === 0) {
+      if (Date.now() - t0 > ms) throw new Error(`${this.name}: no ${what} command after ${ms} ms`);
+      await this.pull();
+      if (queue.length === 0) await new Promise((r) => setTimeout(r, 100));
+    }
+    return queue.shift()!;
   }
 
   // Whether the deployment's command has reached this agent (after one more pull).

@@ -141,7 +141,7 @@ describe("targets", () => {
     await expectError(await postJson("/api/v1/deployments", { agents: ["x"], targets: { tags: ["y"] }, steps: [{ name: "a", type: "shell", command: "true" }] }), 400, /not both/);
     const a = await registerAgent("tag-bad");
     await expectError(await call(`/api/v1/agents/${a.agentId}`, { method: "PATCH", body: JSON.stringify({ tags: ["no spaces"] }) }), 400, /tags/);
-    await expectError(await call(`/api/v1/agents/${a.agentId}`, { method: "PATCH", body: JSON.stringify({}) }), 400, /tags and\/or properties/);
+    await expectError(await call(`/api/v1/agents/${a.agentId}`, { method: "PATCH", body: JSON.stringify({}) }), 400, /at least one of tags, properties, concurrency, logLevel/);
     await expectError(await call(`/api/v1/agents/${a.agentId}`, { method: "PATCH", body: JSON.stringify({ properties: { "a b": "x" } }) }), 400);
     await expectError(await call(`/api/v1/agents/nope`, { method: "PATCH", body: JSON.stringify({ tags: [] }) }), 404);
     await expectError(await call(`/api/v1/agents/${a.agentId}`, { method: "PATCH", body: JSON.stringify({ tags: [] }) }, "not-a-token"), 401);
