@@ -1,6 +1,7 @@
 // `outpost-agent register`: trades a single-use registration token for this
-// agent's own credential and writes settings.json + credential.json into a home
-// private to this user (agent/home.ts).
+// agent's own credential and writes settings.json, release-keys.pem (the pinned release
+// keys: agent/release-keys.ts) and credential.json into a home private to this user
+// (agent/home.ts).
 import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { hostname } from "node:os";
@@ -9,6 +10,7 @@ import { agentName } from "../schema/api.ts";
 import type { CliRequest, TokenSource } from "./args.ts";
 import { describeCause, HttpStatusError, NetworkError, UsageError } from "./errors.ts";
 import { secureHome } from "./home.ts";
+import { pinReleaseKeys } from "./release-keys.ts";
 import { describeRoute, proxyFor, proxyPolicy, ProxyConfigError, type ProxyPolicy } from "./proxy.ts";
 import { homePaths, writeCredential, writeSettings } from "./settings.ts";
 import { checkServerUrl, normalizeServerUrl } from "./url-policy.ts";
@@ -105,7 +107,11 @@ export async function register(req: RegisterRequest): Promise<number> {
     registeredAt: new Date().toISOString(),
     version: AGENT_VERSION,
   });
+  // Before the credential: a registered home already holds the keys it will verify with.
+  const pin = await pinReleaseKeys(paths.home, res.releaseKeys);
   writeCredential(paths.home, res.credential);
   process.stdout.write(`registered agent ${req.name} (id ${res.agentId}) with ${server}\ncredential stored in ${paths.credential}; start it with: outpost-agent run --home ${paths.home}\n`);
+  if (pin.pinned) process.stdout.write(`pinned ${pin.fingerprints.length} release key(s) in ${paths.releaseKeys}: ${pin.fingerprints.join(", ")}\n`);
+  else process.stderr.write(`outpost-agent: warning: ${pin.warning}\n`);
   return 0;
 }

@@ -30,6 +30,8 @@ export const homePaths = (home: string) => {
     home: h,
     settings: join(h, "settings.json"),
     credential: join(h, "credential.json"),
+    // The release keys pinned at registration (agent/release-keys.ts), 0600.
+    releaseKeys: join(h, "release-keys.pem"),
     monitorPid: join(h, "monitor.pid"),
     workerPid: join(h, "worker.pid"),
     journal: join(h, "journal.db"),

@@ -27,7 +27,7 @@ export const registerResponse = z.object({
   // agent pins in its home: it will run only packages signed by one of them, whoever
   // serves them (docs/agent-lifecycle.md, "Key pinning"). "" when the server has none;
   // absent from servers older than pinning, read as "".
-  releaseKeys: z.string().max(64 * 1024).default(""),
+  releaseKeys: z.string().default(""),
 });
 export type RegisterResponse = z.infer<typeof registerResponse>;
 

@@ -199,6 +199,15 @@ export class FaultInjector {
         note(`${this.#apiProxy.cutAll()} management API connection(s) reset`);
         return true;
       }
+      case "agent-restart": {
+        // Carried like any command (an offline agent restarts when it returns); the steps
+        // its worker ran are re-attached by the next one.
+        if (held) return `every agent is held by a scenario`;
+        const r = await this.#api.http(this.#server.base, "POST", `/api/v1/agents/${agent.id}/restart`, {});
+        if (r.status !== 202) return `restart not accepted: ${r.status} ${r.text.slice(0, 200)}`;
+        note(`restart of ${agent.name} requested through the API`);
+        return true;
+      }
       case "worker-kill": {
         if (held) return `every agent is held by a scenario`;
         if (agent.down) return `agent ${agent.name} is down`;

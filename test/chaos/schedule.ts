@@ -15,6 +15,7 @@ export const FAULT_KINDS = [
   "monitor-kill", // kill -9 of an agent's monitor and worker, `outpost-agent run` again after a pause
   "server-kill", // kill -9 of the server's process group, restarted on the same port and state
   "do-evict", // the agent's Durable Object evicted (test hook)
+  "agent-restart", // POST /api/v1/agents/:id/restart: a restart command; the worker hands over to a new one
 ] as const;
 export type FaultKindName = (typeof FAULT_KINDS)[number];
 

@@ -225,6 +225,7 @@ describe("web page: agent config, restart, versions and installation", () => {
       expect(await text(page, "#reg-install")).toContain(`--name 'a b;$(x)'\\'''`);
       await page.fill("#reg-name", "web-07");
 
+      await page.screenshot({ path: "/tmp/outpost-agents-lifecycle.png", fullPage: true });
       await page.click("#reg-install-copy");
       expect(await page.evaluate(() => navigator.clipboard.readText())).toBe(`curl -fsSL ${server.base}/agent/install.sh | sh -s -- --token ${token} --name web-07 --tags web,eu-west`);
 
@@ -304,6 +305,7 @@ describe("web page: agent config, restart, versions and installation", () => {
       versions = (await server.api("GET", "/api/v1/agent-versions")).json;
       expect([versions.current, versions.pinned]).toEqual(["1.1.0", false]);
 
+      await page.screenshot({ path: "/tmp/outpost-agent-versions.png", fullPage: true });
       // With a version uploaded, the registration panel no longer warns.
       await page.click("#reg-token-new");
       await page.waitForSelector("#reg-token:not([hidden])", { timeout: 10_000 });

@@ -52,6 +52,8 @@ export class FakeAgent {
   private heartbeat: NodeJS.Timeout | undefined;
   // The close code of the last socket, once it closed.
   closeCode: Promise<number> = Promise.resolve(0);
+  // "<code> <reason>" of the last socket, once it closed.
+  closed = "";
 
   readonly server: TestServer;
   readonly name: string;
@@ -83,7 +85,10 @@ export class FakeAgent {
       headers: { authorization: `Bearer ${this.credential}` },
     });
     this.ws = ws;
-    this.closeCode = new Promise((resolve) => ws.on("close", (code) => resolve(code)));
+    this.closeCode = new Promise((resolve) => ws.on("close", (code, reason) => {
+      this.closed = `${code} ${reason.toString()}`;
+      resolve(code);
+    }));
     await new Promise<void>((resolve, reject) => {
       ws.once("error", reject);
       ws.on("message", (data) => {
@@ -111,7 +116,7 @@ export class FakeAgent {
   // After the hello: the config the agent now applies (a real worker sends this once it
   // has applied a config command).
   sendStatus(config: AgentConfig): void {
-    if (this.ws?.readyState !== WebSocket.OPEN) throw new Error(`${this.name}: no open channel to send a status on`);
+    if (this.ws?.readyState !== WebSocket.OPEN) throw new Error(`${this.name}: no open channel to send a status on${this.closed ? ` (closed: ${this.closed})` : ""}`);
     this.ws.send(JSON.stringify({ type: "status", config }));
   }
 

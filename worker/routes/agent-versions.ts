@@ -167,3 +167,29 @@ function decoded(segment: string | undefined): string | undefined {
     throw new HttpError(400, `invalid path segment '${segment}'`);
   }
 }
+
+// GET /agent/v1/agent-versions/current/meta → {version, sha256}: what install.sh learns
+// before it downloads (it then asks for that version by name, so a pin moving meanwhile
+// cannot mix two versions) and checks the bytes against. Public for the same reasons as
+// the download.
+export async function currentAgentVersionMeta(_request: ApiRequest, env: Env): Promise<Response> {
+  const current = await currentAgentVersion(d1(env));
+  if (!current) throw new HttpError(404, "no agent version has been uploaded yet: upload one first (npm run agent:package, then POST /api/v1/agent-versions)");
+  return json({ version: current.row.version, sha256: current.row.sha256 }, 200, { "cache-control": "no-store" });
+}
+
+// GET /agent/v1/release-keys → the trusted release keys as SPKI PEM, one canonical block
+// per key (the variable may have its line breaks as spaces): the keys install.sh checks
+// a package's signature with. Public keys are no secret. They come over the same
+// connection as the script and the package, so they protect against whoever serves or
+// caches the package, not against the server itself (docs/agent-lifecycle.md, "Installing").
+export async function getReleaseKeys(_request: ApiRequest, env: Env): Promise<Response> {
+  const keys = await trustedKeys(env); // 503 when the server has none: its configuration
+  const blocks: string[] = [];
+  for (const { key } of keys) {
+    const der = new Uint8Array((await crypto.subtle.exportKey("spki", key)) as ArrayBuffer);
+    const b64 = btoa(String.fromCharCode(...der));
+    blocks.push(`-----BEGIN PUBLIC KEY-----\n${b64.replace(/.{1,64}/g, "$&\n")}-----END PUBLIC KEY-----\n`);
+  }
+  return new Response(blocks.join(""), { headers: { "content-type": "application/x-pem-file; charset=utf-8", "cache-control": "no-store" } });
+}

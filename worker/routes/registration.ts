@@ -116,7 +116,10 @@ export async function registerAgent(request: Request, env: Env): Promise<Respons
       console.error(`registering ${agentId} as '${body.name}': the replaced agent ${replacing.id}'s channel could not end its open work:`, e);
     }
   }
-  return json({ agentId, credential } satisfies RegisterResponse, 201);
+  // The agent pins these keys (docs/agent-lifecycle.md, "Key pinning"); without any, it
+  // registers but can never be upgraded until registered again, and says so.
+  const releaseKeys = env.OUTPOST_RELEASE_PUBLIC_KEYS?.trim() ? env.OUTPOST_RELEASE_PUBLIC_KEYS : "";
+  return json({ agentId, credential, releaseKeys } satisfies RegisterResponse, 201);
 }
 
 // `register --replace` over the name's holder: revoke it (unless it already is) and
