@@ -10,6 +10,8 @@ export const EXIT_REVOKED = 78; // EX_CONFIG in sysexits.h
 // The worker stops because the server asked for a restart (docs/agent-lifecycle.md
 // §Restart): the monitor starts a new one at once, without back-off.
 export const EXIT_RESTART = 75; // EX_TEMPFAIL
+// The worker stops to let the monitor switch to an upgraded version (§Upgrade).
+export const EXIT_UPGRADE = 76;
 export const REVOKED_MESSAGE = "this agent was revoked by the server; register it again into a new home (the same name with register --replace)";
 
 export class AgentError extends Error {

@@ -108,7 +108,7 @@ export async function register(req: RegisterRequest): Promise<number> {
     version: AGENT_VERSION,
   });
   // Before the credential: a registered home already holds the keys it will verify with.
-  const pin = await pinReleaseKeys(paths.home, res.releaseKeys);
+  const pin = await pinReleaseKeys(paths.home, res.releaseKeys ?? "");
   writeCredential(paths.home, res.credential);
   process.stdout.write(`registered agent ${req.name} (id ${res.agentId}) with ${server}\ncredential stored in ${paths.credential}; start it with: outpost-agent run --home ${paths.home}\n`);
   if (pin.pinned) process.stdout.write(`pinned ${pin.fingerprints.length} release key(s) in ${paths.releaseKeys}: ${pin.fingerprints.join(", ")}\n`);

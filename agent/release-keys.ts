@@ -38,8 +38,19 @@ export async function pinReleaseKeys(home: string, pem: string): Promise<PinResu
     return { pinned: false, warning: `the server's release keys cannot be read (${(e as Error).message}), so none was pinned: ${CANNOT_UPGRADE}` };
   }
   mkdirSync(homePaths(home).home, { recursive: true, mode: 0o700 });
-  writeFileAtomic(homePaths(home).releaseKeys, pem.endsWith("\n") ? pem : `${pem}\n`, 0o600);
+  writeFileAtomic(homePaths(home).releaseKeys, await canonicalPem(keys), 0o600);
   return { pinned: true, fingerprints: keys.map((k) => k.fingerprint) };
+}
+
+// One standard PEM block per key: the server's variable may have its line breaks as
+// spaces, and the home's file should read as what it is (openssl, an operator's eyes).
+async function canonicalPem(keys: TrustedKey[]): Promise<string> {
+  let out = "";
+  for (const { key } of keys) {
+    const der = Buffer.from((await crypto.subtle.exportKey("spki", key)) as ArrayBuffer);
+    out += `-----BEGIN PUBLIC KEY-----\n${der.toString("base64").replace(/.{1,64}/g, "$&\n")}-----END PUBLIC KEY-----\n`;
+  }
+  return out;
 }
 
 export async function readPinnedKeys(home: string): Promise<TrustedKey[]> {

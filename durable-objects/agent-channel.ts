@@ -227,7 +227,9 @@ export class AgentChannel extends DurableObject<Cloudflare.Env> {
     if (msg.type === "status") {
       if (!att.hello) return closeQuietly(ws, CLOSE.policy, "a status message before the hello");
       ws.serializeAttachment({ ...att, seenAt: now } satisfies Attachment);
-      return this.presence.recordConfig(agentId, msg.config);
+      if (msg.config) await this.presence.recordConfig(agentId, msg.config);
+      if (msg.upgrade) await this.presence.recordUpgrade(agentId, msg.upgrade);
+      return;
     }
     const hello = msg;
     // docs/protocol.md §Resync: one hello per connection. A second one would only make

@@ -6,7 +6,8 @@
 import type { AlarmSchedule } from "./alarm-schedule.ts";
 import type { Ledger } from "./ledger.ts";
 import { setPresence } from "../d1/projection.ts";
-import { setAppliedConfig } from "../d1/agent-config.ts";
+import { setAppliedConfig, setUpgrade } from "../d1/agent-config.ts";
+import type { UpgradeReport } from "../schema/agent-api.ts";
 import { pickConfig } from "../schema/agent-config.ts";
 import type { AgentConfig } from "../schema/api.ts";
 import { splitByLiveness } from "./rules.ts";
@@ -59,6 +60,17 @@ export function openPresence(deps: {
           work.rememberAppliedConfig(text);
         } catch (e) {
           console.error(`AgentChannel ${agentId}: could not record the applied config:`, e);
+        }
+      });
+    },
+
+    // How far an upgrade went, as the agent tells it (docs/agent-lifecycle.md §Upgrade).
+    recordUpgrade(agentId: string, upgrade: UpgradeReport): Promise<void> {
+      return serially(async () => {
+        try {
+          await setUpgrade(db, agentId, upgrade, clock());
+        } catch (e) {
+          console.error(`AgentChannel ${agentId}: could not record the upgrade state:`, e);
         }
       });
     },

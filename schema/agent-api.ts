@@ -1,7 +1,7 @@
 // Agent API (/agent/v1) and WebSocket messages: the one definition both the
 // Worker and the agent import. docs/agent-api.md describes the protocol.
 import { z } from "zod";
-import { agentConfig, agentName, properties, tagList } from "./api.ts";
+import { agentConfig, agentName, properties, tagList, UPGRADE_STATES } from "./api.ts";
 import { inputValue, pluginId, pluginInput, semver } from "./plugin.ts";
 import { LIMITS } from "./limits.ts";
 import { finalStepStatus, retryPolicy, STEP_REASON_MAX } from "./steps.ts";
@@ -29,7 +29,8 @@ export const registerResponse = z.object({
   // absent from servers older than pinning, read as "".
   releaseKeys: z.string().default(""),
 });
-export type RegisterResponse = z.infer<typeof registerResponse>;
+// As sent: `releaseKeys` may be absent (servers older than pinning).
+export type RegisterResponse = z.input<typeof registerResponse>;
 
 // ---- commands: server → agent, pulled over HTTPS ----
 
@@ -94,7 +95,9 @@ export const cancelCommand = z.object({
 // (running steps keep running and are re-attached). Both are settled once stored.
 export const configCommand = z.object({ type: z.literal("config"), id, config: agentConfig });
 export const restartCommand = z.object({ type: z.literal("restart"), id });
-export const commandBody = z.discriminatedUnion("type", [deployCommand, cancelCommand, configCommand, restartCommand]);
+// docs/agent-lifecycle.md §Upgrade: the version to switch to and the sha256 of its package.
+export const upgradeCommand = z.object({ type: z.literal("upgrade"), id, version: semver, sha256: z.string().regex(/^[0-9a-f]{64}$/) });
+export const commandBody = z.discriminatedUnion("type", [deployCommand, cancelCommand, configCommand, restartCommand, upgradeCommand]);
 
 export const cancelCommandIdFor = (deploymentId: string, agentId: string): string => `${deploymentId}:${agentId}:cancel`;
 
@@ -241,8 +244,11 @@ export const helloMessage = z.strictObject({
   pendingReports: z.int().min(0), // how many reports the outbox holds in all
   config: agentConfig.optional(), // the config the worker applies now (absent from older agents)
 });
-// After the hello: the worker applied a config command (docs/agent-lifecycle.md §Config).
-export const statusMessage = z.strictObject({ type: z.literal("status"), config: agentConfig });
+// After the hello: the worker applied a config command (docs/agent-lifecycle.md §Config),
+// or an upgrade moved on (§Upgrade).
+export const upgradeReport = z.strictObject({ version: z.string().max(100), state: z.enum(UPGRADE_STATES), reason: z.string().max(STEP_REASON_MAX).nullable() });
+export type UpgradeReport = z.infer<typeof upgradeReport>;
+export const statusMessage = z.strictObject({ type: z.literal("status"), config: agentConfig.optional(), upgrade: upgradeReport.optional() });
 export const agentMessage = z.discriminatedUnion("type", [helloMessage, statusMessage]);
 export type AgentMessage = z.infer<typeof agentMessage>;
 

@@ -20,6 +20,9 @@ import { readTar, TarError, writeTar, type TarEntry, type TarWriteEntry } from "
 export const AGENT_MANIFEST_FILE = "outpost-agent-manifest.json";
 export const AGENT_SIGNATURE_FILE = "outpost-agent-manifest.sig";
 export const AGENT_PACKAGE_FORMAT = 1;
+// Where a package's worker process is: the monitor of an upgraded agent starts it from
+// there (docs/agent-lifecycle.md §Upgrade).
+export const PACKAGE_WORKER = "lib/worker.mjs";
 
 // The Worker holds the upload and its unpacked tar in memory at once while it checks
 // them (128 MB per isolate): 32 + 64 MiB leaves room for the rest. One platform's

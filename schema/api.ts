@@ -41,6 +41,12 @@ export const agentConfig = z.strictObject({
 });
 export type AgentConfig = z.infer<typeof agentConfig>;
 
+// docs/agent-lifecycle.md §Upgrade.
+export const UPGRADE_STATES = ["pending", "downloading", "verifying", "switching", "succeeded", "rolled-back", "failed"] as const;
+export type UpgradeState = (typeof UPGRADE_STATES)[number];
+export const upgradeAgentBody = z.strictObject({ version: z.string().min(1).max(100) });
+export type UpgradeView = { version: string; state: UpgradeState; reason: string | null; updatedAt: string };
+
 export const patchAgentBody = z
   .strictObject({ tags: tagList.optional(), properties: properties.optional(), concurrency: z.int().min(1).max(64).optional(), logLevel: z.enum(LOG_LEVELS).optional() })
   .refine((b) => Object.values(b).some((v) => v !== undefined), "give at least one of tags, properties, concurrency, logLevel");

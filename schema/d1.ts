@@ -26,6 +26,8 @@ export const agents = sqliteTable(
     // (PATCH), and of what the agent last said it applies (its hello / status message).
     desiredConfig: text("desired_config"),
     appliedConfig: text("applied_config"),
+    // docs/agent-lifecycle.md §Upgrade: JSON {version, state, reason, updatedAt} of the last upgrade asked for.
+    upgrade: text("upgrade"),
   },
   // A name belongs to one live agent at a time; revoked agents keep theirs for history.
   (t) => [uniqueIndex("agents_live_name").on(t.name).where(sql`revoked_at IS NULL`)],

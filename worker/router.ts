@@ -8,7 +8,7 @@ import { errorResponse } from "../schema/http.ts";
 import { withSecurityHeaders } from "./security-headers.ts";
 import { openChannel, postReports, pullCommands, putStepLog } from "./routes/agent-api.ts";
 import { evictAgentChannel, getAgent, listAgents, patchAgent, revokeAgent } from "./routes/agents.ts";
-import { restartAgent } from "./routes/agent-control.ts";
+import { restartAgent, upgradeAgent } from "./routes/agent-control.ts";
 import { createApiToken, listApiTokens, revokeApiToken } from "./routes/api-tokens.ts";
 import { getDeployment, getDeployments, getStepLog, postCancel, postDeployment } from "./routes/deployments.ts";
 import { createRegistrationToken, registerAgent } from "./routes/registration.ts";
@@ -17,6 +17,8 @@ import { deletePlugin, downloadPlugin, getPlugin, listPlugins, postPlugin } from
 import { createSecret, getSecrets, removeSecret } from "./routes/secrets.ts";
 import { downloadAgentVersion, listAgentVersions, postAgentVersion, putCurrentAgentVersion } from "./routes/agent-versions.ts";
 import { getStepSecrets } from "./routes/step-secrets.ts";
+import { currentAgentVersionMeta, getReleaseKeys } from "./routes/agent-versions.ts";
+import { getInstallScript } from "./routes/install-script.ts";
 
 type Args = [env: Env, ctx: ExecutionContext];
 type Handler = (request: ApiRequest, env: Env, ctx: ExecutionContext) => Promise<Response>;
@@ -28,6 +30,7 @@ const ROUTES: [path: string, methods: Partial<Record<Method, Handler>>][] = [
   ["/api/v1/api-tokens/:id", { DELETE: revokeApiToken }],
   ["/api/v1/agents", { GET: listAgents }],
   ["/api/v1/agents/:id/restart", { POST: restartAgent }],
+  ["/api/v1/agents/:id/upgrade", { POST: upgradeAgent }],
   ["/api/v1/agents/:id", { GET: getAgent, PATCH: patchAgent, DELETE: revokeAgent }],
   ["/api/v1/test-hooks/agents/:id/evict", { POST: evictAgentChannel }],
   ["/api/v1/deployments", { GET: getDeployments, POST: postDeployment }],
@@ -48,7 +51,10 @@ const ROUTES: [path: string, methods: Partial<Record<Method, Handler>>][] = [
   ["/agent/v1/steps/:stepId/secrets", { POST: getStepSecrets }],
   ["/api/v1/agent-versions", { GET: listAgentVersions, POST: postAgentVersion }],
   ["/api/v1/agent-versions/current", { PUT: putCurrentAgentVersion }],
+  ["/agent/v1/agent-versions/current/meta", { GET: currentAgentVersionMeta }],
   ["/agent/v1/agent-versions/:version", { GET: downloadAgentVersion }],
+  ["/agent/v1/release-keys", { GET: getReleaseKeys }],
+  ["/agent/install.sh", { GET: getInstallScript }],
 ];
 
 export function buildRouter() {

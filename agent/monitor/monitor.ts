@@ -15,6 +15,7 @@ import { AgentError, EXIT_RESTART, EXIT_REVOKED, REVOKED_MESSAGE, SettingsError 
 import { TOKEN_ENV } from "../args.ts";
 import { formatUmask, secureHome } from "../home.ts";
 import { checkServerUrl } from "../url-policy.ts";
+import { WorkerVersions } from "./worker-versions.ts";
 import { createLogger } from "../log.ts";
 import { homePaths, readCredential, readPidFile, readSettings, removePidFile, writePidFile } from "../settings.ts";
 
@@ -90,18 +91,38 @@ export async function runMonitor(opts: MonitorOptions): Promise<number> {
   let restartTimer: NodeJS.Timeout | null = null;
   let finish: (code: number) => void = () => {};
   const finished = new Promise<number>((resolve) => (finish = resolve));
+  // docs/agent-lifecycle.md §Upgrade: the worker this monitor runs (an upgraded version's,
+  // once one was found healthy), and the switch under way.
+  const upgrades = new WorkerVersions(paths.home, WORKER_ENTRY, log);
+  let extraEnv: NodeJS.ProcessEnv = {};
 
   const startWorker = () => {
     restartTimer = null;
     if (stopping) return;
     const startedAt = Date.now();
-    const c = fork(WORKER_ENTRY, args, { env, stdio: ["ignore", "inherit", "inherit", "ipc"] });
+    const entry = upgrades.entry();
+    const c = fork(entry, args, { env: { ...env, ...extraEnv }, stdio: ["ignore", "inherit", "inherit", "ipc"] });
+    extraEnv = {};
     child = c;
-    log.info(`worker started, pid ${c.pid}`);
+    log.info(`worker started, pid ${c.pid}${entry === WORKER_ENTRY ? "" : ` (${entry})`}`);
     c.on("error", (e) => log.error(`worker process ${c.pid}`, e));
+    upgrades.started(() => {
+      c.kill("SIGTERM");
+      setTimeout(() => c.exitCode === null && c.signalCode === null && c.kill("SIGKILL"), STOP_GRACE_MS).unref();
+    });
+    c.on("message", (m) => upgrades.message(m));
     c.on("exit", (code, signal) => {
       if (c.pid) removePidFile(paths.workerPid, c.pid);
       if (stopping) return;
+      // A switch to an upgraded version, or its end: the trial worker exited before it
+      // was healthy (or was stopped for missing the deadline) — back to the old one.
+      const next = upgrades.exited(code, signal);
+      if (next) {
+        extraEnv = next.env;
+        backoff.reset();
+        restartTimer = setTimeout(startWorker, 0);
+        return;
+      }
       if (code === EXIT_REVOKED) {
         // A new worker would be refused the same way: stop, loudly, and let whoever
         // runs the agent (systemd, a shell) see a failure.

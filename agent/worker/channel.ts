@@ -82,6 +82,7 @@ export type ChannelDeps = {
   onHead: (head: number) => void;
   onUp: () => void;
   onDown: () => void;
+  onPong?: () => void; // a heartbeat was answered (an upgraded worker's health check waits for one)
   onRevoked: (why: string) => void;
   proxy?: ProxyPolicy; // default: the environment's (HTTPS_PROXY, NO_PROXY, …)
   heartbeatMs?: number;
@@ -193,7 +194,7 @@ export class Channel {
       lastHeard = Date.now();
       if (isBinary) return log.warn("ignoring a binary message on the channel");
       const text = data.toString();
-      if (text === HEARTBEAT_PONG) return;
+      if (text === HEARTBEAT_PONG) return this.#deps.onPong?.();
       let msg: unknown;
       try {
         msg = JSON.parse(text);

@@ -6,7 +6,7 @@
 import type { AgentConfig, LogLevel } from "../../schema/api.ts";
 import { sameConfig } from "../../schema/agent-config.ts";
 import { setLogLevel, type Logger } from "../log.ts";
-import type { Journal } from "./journal.ts";
+import type { Journal, UpgradeRequest } from "./journal.ts";
 
 export type ControlsDeps = {
   journal: Journal;
@@ -14,6 +14,7 @@ export type ControlsDeps = {
   setConcurrency: (n: number) => void;
   tellServer: (applied: AgentConfig) => void;
   onRestart: () => void; // the server asked for a new worker
+  onUpgrade: (req: UpgradeRequest) => void; // an upgrade request not yet taken care of
   log: Logger;
 };
 
@@ -33,14 +34,16 @@ export class Controls {
 
   // At start: a restart requested before now is what this worker's start satisfies.
   async start(): Promise<void> {
-    const { config, restartSeq } = await this.#deps.journal.controls();
+    const { config, restartSeq, upgrade } = await this.#deps.journal.controls();
     this.#restartSeen = restartSeq;
     this.#apply(config, false);
+    if (upgrade) this.#deps.onUpgrade(upgrade); // one this worker's predecessor did not finish
   }
 
   async check(): Promise<void> {
-    const { config, restartSeq } = await this.#deps.journal.controls();
+    const { config, restartSeq, upgrade } = await this.#deps.journal.controls();
     this.#apply(config, true);
+    if (upgrade) this.#deps.onUpgrade(upgrade);
     if (restartSeq > this.#restartSeen) {
       this.#restartSeen = restartSeq;
       this.#deps.log.info("the server asked for a restart: handing over to a new worker (running steps keep running)");

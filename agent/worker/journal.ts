@@ -34,6 +34,9 @@ const MIGRATIONS = fileURLToPath(new URL("../../schema/migrations/journal", impo
 const LAST_SEQ = "lastSeq";
 const META_CONFIG = "config"; // the newest config command's config (JSON)
 const META_RESTART_SEQ = "restartSeq"; // the seq of the newest restart command
+const META_UPGRADE = "upgrade"; // the newest upgrade command: {seq, version, sha256}
+const META_UPGRADE_HANDLED = "upgradeHandled"; // the seq of the last upgrade request taken care of
+export type UpgradeRequest = { seq: number; version: string; sha256: string };
 
 class Mutex {
   #tail: Promise<unknown> = Promise.resolve();
@@ -137,11 +140,13 @@ export class Journal {
           .returning({ seq: journalCommands.seq });
         if (inserted.length === 0) continue;
         stored.push(seq);
-        if (item.kind === "valid" && (item.command.type === "config" || item.command.type === "restart")) {
+        if (item.kind === "valid" && (item.command.type === "config" || item.command.type === "restart" || item.command.type === "upgrade")) {
           // docs/agent-lifecycle.md: the newest config and the newest restart request are
           // kept in meta, in the transaction that stores the command; the worker acts on them.
           await tx.update(journalCommands).set({ state: "done" }).where(eq(journalCommands.seq, seq));
-          const [key, value] = item.command.type === "config" ? [META_CONFIG, JSON.stringify(item.command.config)] : [META_RESTART_SEQ, String(seq)];
+          const c = item.command;
+          const [key, value] =
+            c.type === "config" ? [META_CONFIG, JSON.stringify(c.config)] : c.type === "upgrade" ? [META_UPGRADE, JSON.stringify({ seq, version: c.version, sha256: c.sha256 })] : [META_RESTART_SEQ, String(seq)];
           await tx.insert(journalMeta).values({ key, value }).onConflictDoUpdate({ target: journalMeta.key, set: { value } });
         } else if (item.kind === "valid" && item.command.type === "cancel") {
           // docs/protocol.md §Cancel: remembered, so the deploy (stored before or after)
@@ -211,12 +216,22 @@ export class Journal {
 
   // The server's newest config for this agent (null: none yet) and the seq of the newest
   // restart request (0: none) — docs/agent-lifecycle.md §Config, §Restart.
-  controls(): Promise<{ config: AgentConfig | null; restartSeq: number }> {
+  // upgrade: the newest upgrade request not yet taken care of (§Upgrade), or null.
+  controls(): Promise<{ config: AgentConfig | null; restartSeq: number; upgrade: UpgradeRequest | null }> {
     return this.#op("controls", async (db) => {
-      const rows = await db.select().from(journalMeta).where(inArray(journalMeta.key, [META_CONFIG, META_RESTART_SEQ]));
+      const rows = await db.select().from(journalMeta).where(inArray(journalMeta.key, [META_CONFIG, META_RESTART_SEQ, META_UPGRADE, META_UPGRADE_HANDLED]));
       const get = (k: string) => rows.find((r) => r.key === k)?.value ?? null;
       const config = get(META_CONFIG);
-      return { config: config === null ? null : pickConfig(JSON.parse(config)), restartSeq: Number(get(META_RESTART_SEQ) ?? 0) };
+      const upgrade = get(META_UPGRADE) === null ? null : (JSON.parse(get(META_UPGRADE)!) as UpgradeRequest);
+      const open = upgrade !== null && upgrade.seq > Number(get(META_UPGRADE_HANDLED) ?? 0) ? upgrade : null;
+      return { config: config === null ? null : pickConfig(JSON.parse(config)), restartSeq: Number(get(META_RESTART_SEQ) ?? 0), upgrade: open };
+    });
+  }
+
+  // The upgrade request `seq` has been carried out, handed over or has failed: never again.
+  markUpgradeHandled(seq: number): Promise<void> {
+    return this.#op("markUpgradeHandled", async (db) => {
+      await db.insert(journalMeta).values({ key: META_UPGRADE_HANDLED, value: String(seq) }).onConflictDoUpdate({ target: journalMeta.key, set: { value: String(seq) } });
     });
   }
 

@@ -8,7 +8,8 @@ import { join } from "node:path";
 import { PluginCache } from "../plugins/plugin-cache.ts";
 import { parseArgs } from "node:util";
 import { parseConcurrency, parseRetentionDays } from "../args.ts";
-import { EXIT_RESTART, EXIT_REVOKED, REVOKED_MESSAGE } from "../errors.ts";
+import { EXIT_RESTART, EXIT_REVOKED, EXIT_UPGRADE, REVOKED_MESSAGE } from "../errors.ts";
+import { upgradeFlow } from "./upgrade-flow.ts";
 import { Controls } from "./controls.ts";
 import { AGENT_UMASK, DIR_MODE, parseUmask, secureHome } from "../home.ts";
 import { createLogger, DEFAULT_LOG_LEVEL } from "../log.ts";
@@ -91,12 +92,21 @@ async function main(): Promise<void> {
   const scheduler = new Scheduler({ journal, runner, maxConcurrent, log: log.child("scheduler") });
   // docs/agent-lifecycle.md §Config, §Restart. (channel and shutdown are defined below;
   // these callbacks run only once the worker is up.)
+  const upgrades = upgradeFlow({
+    home: paths.home,
+    api,
+    journal,
+    send: (m) => channel.send(m),
+    switchTo: (version) => void shutdown(`switching to version ${version}`, EXIT_UPGRADE),
+    log: log.child("upgrade"),
+  });
   const controls = new Controls({
     journal,
     defaults: { concurrency: maxConcurrent, logLevel: DEFAULT_LOG_LEVEL },
     setConcurrency: (n) => scheduler.setMaxConcurrent(n),
     tellServer: (config) => void channel.send({ type: "status", config }),
     onRestart: () => void shutdown("restart requested by the server", EXIT_RESTART),
+    onUpgrade: (req) => upgrades.start(req),
     log: log.child("controls"),
   });
   const pruner = new Pruner({ journal, stepsDir: paths.steps, workDir: paths.work, retentionDays, log: log.child("prune") });
@@ -125,7 +135,7 @@ async function main(): Promise<void> {
     onWelcome: (welcome, hello) => {
       resyncs = resyncs.then(() =>
         applyResync({ journal, log: log.child("resync"), onSettled: () => sender!.retryNow(), onHead: (h) => puller.notifyHead(h), onLogResend: (id) => uploader.watch(id) }, hello, welcome).then(
-          () => undefined,
+          () => upgrades.resynced(),
           (e) => {
             log.error("resync failed; reconnecting to start it over", e);
             sender!.retryNow();
@@ -138,7 +148,9 @@ async function main(): Promise<void> {
     onHead: (head) => puller.notifyHead(head),
     // The report sender is woken by the resync instead, once the reports the server
     // already applied are out of the outbox (so they are not posted again).
+    onPong: () => upgrades.heartbeatAnswered(),
     onUp: () => {
+      upgrades.channelUp();
       puller.setChannelUp(true);
       uploader.retryNow();
     },
@@ -150,7 +162,7 @@ async function main(): Promise<void> {
   const shutdown = async (why: string, exitCode = 0) => {
     if (stopping) return;
     stopping = true;
-    if (exitCode === 0 || exitCode === EXIT_RESTART) log.info(`stopping (${why}); running steps continue and are re-attached by the next worker`);
+    if (exitCode === 0 || exitCode === EXIT_RESTART || exitCode === EXIT_UPGRADE) log.info(`stopping (${why}); running steps continue and are re-attached by the next worker`);
     setTimeout(() => {
       log.error("did not stop within 8 s; exiting anyway");
       process.exit(exitCode === 0 ? 1 : exitCode); // a revoked worker must still say so to the monitor

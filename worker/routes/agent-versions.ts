@@ -191,5 +191,5 @@ export async function getReleaseKeys(_request: ApiRequest, env: Env): Promise<Re
     const b64 = btoa(String.fromCharCode(...der));
     blocks.push(`-----BEGIN PUBLIC KEY-----\n${b64.replace(/.{1,64}/g, "$&\n")}-----END PUBLIC KEY-----\n`);
   }
-  return new Response(blocks.join(""), { headers: { "content-type": "application/x-pem-file; charset=utf-8", "cache-control": "no-store" } });
+  return new Response(blocks.join(""), { headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" } });
 }

@@ -14,14 +14,15 @@ import type { Env } from "../env.ts";
 import { HttpError } from "../http-errors.ts";
 import type { ApiRequest } from "../api-request.ts";
 import { AGENT_VIEW_COLUMNS, agentKey, findLiveAgent, requireLiveAgent, toAgentView, type AgentRow } from "../agent-lookup.ts";
-import { readConfig, type ConfigView } from "../../d1/agent-config.ts";
+import { readConfig, readUpgrade, type ConfigView } from "../../d1/agent-config.ts";
+import type { UpgradeView } from "../../schema/api.ts";
 import { changeConfig } from "./agent-control.ts";
 
 // The agents this one took over with `register --replace` (docs/api.md §Agents), the
 // whole chain back (a name re-registered twice lists both), the latest first. A replaced
 // agent is always revoked: the registration batch sets replaced_by and revoked_at together.
 export type ReplacedAgent = { id: string; revokedAt: string };
-export type AgentDetail = AgentView & { replaced: ReplacedAgent[]; config: ConfigView; channel: unknown };
+export type AgentDetail = AgentView & { replaced: ReplacedAgent[]; config: ConfigView; upgrade: UpgradeView | null; channel: unknown };
 
 async function replacedAgents(env: Env, id: string): Promise<ReplacedAgent[]> {
   const rows = await d1(env).all<{ id: string; revokedAt: number }>(
@@ -45,8 +46,13 @@ export async function listAgents(request: ApiRequest, env: Env): Promise<Respons
 export async function getAgent(request: ApiRequest, env: Env): Promise<Response> {
   await requireApiRole(request, env, "viewer");
   const row = await requireLiveAgent(env, agentKey(request.params.id));
-  const [replaced, config, channel] = await Promise.all([replacedAgents(env, row.id), readConfig(env.DB, row.id), channelOf(env, row.id).status(row.id)]);
-  return json({ ...toAgentView(row), replaced, config: config ?? { desired: {}, applied: {} }, channel } satisfies AgentDetail);
+  const [replaced, config, upgrade, channel] = await Promise.all([
+    replacedAgents(env, row.id),
+    readConfig(env.DB, row.id),
+    readUpgrade(env.DB, row.id),
+    channelOf(env, row.id).status(row.id),
+  ]);
+  return json({ ...toAgentView(row), replaced, config: config ?? { desired: {}, applied: {} }, upgrade, channel } satisfies AgentDetail);
 }
 
 // Tags and properties are replaced whole by what is given; a deployment already created

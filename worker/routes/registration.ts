@@ -119,7 +119,7 @@ export async function registerAgent(request: Request, env: Env): Promise<Respons
   // The agent pins these keys (docs/agent-lifecycle.md, "Key pinning"); without any, it
   // registers but can never be upgraded until registered again, and says so.
   const releaseKeys = env.OUTPOST_RELEASE_PUBLIC_KEYS?.trim() ? env.OUTPOST_RELEASE_PUBLIC_KEYS : "";
-  return json({ agentId, credential, releaseKeys } satisfies RegisterResponse, 201);
+  return json({ agentId, credential, releaseKeys } satisfies Required<RegisterResponse>, 201);
 }
 
 // `register --replace` over the name's holder: revoke it (unless it already is) and

@@ -1,0 +1,92 @@
+// An upgrade as one worker lives it (docs/agent-lifecycle.md §Upgrade):
+// - asked for by a command: runUpgrade downloads, verifies and unpacks, then this
+//   worker hands the switch to the monitor and stops (EXIT_UPGRADE);
+// - started by the monitor as the new version on trial (OUTPOST_UPGRADE_TO): once it
+//   has connected, resynced and had a heartbeat answered it tells the monitor it is
+//   healthy and the server that the upgrade succeeded;
+// - started again after the monitor rolled back (OUTPOST_UPGRADE_ROLLED_BACK): it tells
+//   the server why, once connected.
+// States go to the server in `status` messages; one that finds no connection is sent
+// when the channel is up again.
+import type { UpgradeReport } from "../../schema/agent-api.ts";
+import type { Logger } from "../log.ts";
+import type { ApiClient } from "./api-client.ts";
+import type { Journal, UpgradeRequest } from "./journal.ts";
+import { runUpgrade } from "./upgrader.ts";
+
+import { HEALTHY_MESSAGE, ROLLED_BACK_ENV, UPGRADE_TO_ENV } from "../upgrade-protocol.ts";
+
+export type UpgradeFlowDeps = {
+  home: string;
+  api: ApiClient;
+  journal: Journal;
+  send: (m: { type: "status"; upgrade: UpgradeReport }) => boolean;
+  switchTo: (version: string) => void; // stop this worker for the switch
+  log: Logger;
+  env?: NodeJS.ProcessEnv;
+};
+
+export function upgradeFlow(deps: UpgradeFlowDeps) {
+  const env = deps.env ?? process.env;
+  const onTrial = env[UPGRADE_TO_ENV] ?? null;
+  let pending: UpgradeReport | null = rolledBackReport(env[ROLLED_BACK_ENV]);
+  let running = false;
+  let resynced = false;
+  let healthy = false;
+
+  const tell = (r: UpgradeReport) => {
+    pending = deps.send({ type: "status", upgrade: r }) ? null : r;
+  };
+
+  return {
+    start(req: UpgradeRequest): void {
+      if (running) return;
+      running = true;
+      const done = (outcome: "handed-over" | "failed") => {
+        if (outcome === "failed") running = false;
+      };
+      runUpgrade(
+        {
+          home: deps.home,
+          api: deps.api,
+          report: tell,
+          markHandled: (seq) => deps.journal.markUpgradeHandled(seq),
+          handOver: (sw) => {
+            if (typeof process.send !== "function" || !process.connected) return false;
+            process.send(sw, undefined, {}, () => deps.switchTo(sw.version)); // stop once the monitor has the message
+            return true;
+          },
+          log: deps.log,
+        },
+        req,
+      ).then(done, (e) => {
+        deps.log.error(`upgrade to ${req.version} stopped on an error; the next worker tries again`, e);
+        running = false;
+      });
+    },
+    channelUp(): void {
+      if (pending) tell(pending);
+    },
+    resynced(): void {
+      resynced = true;
+    },
+    heartbeatAnswered(): void {
+      if (onTrial === null || healthy || !resynced) return;
+      healthy = true;
+      deps.log.info(`version ${onTrial} is healthy (connected, resynced, heartbeat answered)`);
+      process.send?.(HEALTHY_MESSAGE);
+      tell({ version: onTrial, state: "succeeded", reason: null });
+    },
+  };
+}
+
+function rolledBackReport(raw: string | undefined): UpgradeReport | null {
+  if (!raw) return null;
+  try {
+    const v = JSON.parse(raw) as { version?: unknown; reason?: unknown };
+    if (typeof v.version !== "string") return null;
+    return { version: v.version, state: "rolled-back", reason: typeof v.reason === "string" ? v.reason.slice(0, 500) : null };
+  } catch {
+    return null;
+  }
+}
