@@ -95,7 +95,7 @@ case "$PROXY" in
   *) bad_usage "--proxy must be an http:// URL (http://[user:pass@]host:port)" ;;
 esac
 # The proxy as it may be shown: without its user and password.
-PROXY_SHOWN=$(printf '%s\n' "$PROXY" | sed 's#//[^/@]*@#//#')
+PROXY_SHOWN=$(printf '%s\n' "$PROXY" | sed 's#//.*@#//#')
 VIA=
 [ -z "$PROXY" ] || VIA=" through the proxy $PROXY_SHOWN"
 
@@ -251,7 +251,10 @@ else
   STAGE="$VERSIONS/.unpack-$VERSION-$$"
   rm -rf "$STAGE"
   mkdir "$STAGE"
-  tar -x -o -m -z -f "$TMP/package.tar.gz" -C "$STAGE" </dev/null || fail 1 "tar cannot unpack the package into $STAGE"
+  # node inflates (tar -z would need a gzip program too); tar unpacks.
+  "$NODE" -e 'const fs = require("fs"); fs.writeFileSync(process.argv[2], require("zlib").gunzipSync(fs.readFileSync(process.argv[1])))' \
+    "$TMP/package.tar.gz" "$TMP/package.tar" </dev/null || fail 1 "cannot inflate the package"
+  tar -x -o -m -f "$TMP/package.tar" -C "$STAGE" </dev/null || fail 1 "tar cannot unpack the package into $STAGE"
   chmod -R u=rwX,go= "$STAGE" # the modes in a package are not signed: ours, whatever tar kept
   OUT=$(verify tree "$STAGE" 2>&1) || { rm -rf "$STAGE"; fail 1 "what tar unpacked is not the signed package: $OUT"; }
   rm -rf "$TARGET"

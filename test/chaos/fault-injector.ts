@@ -31,6 +31,9 @@ export class FaultInjector {
   // Held by a scenario (agent-lost.ts): agent faults go to another agent, server kills wait.
   readonly #heldAgents = new Set<string>();
   #serverHolds = 0;
+  // Two packaged versions of this checkout (orchestrator.ts): an upgrade fault moves an
+  // agent to the one it does not run.
+  upgradeVersions: string[] = [];
 
   constructor(opts: {
     server: TestServer;
@@ -206,6 +209,20 @@ export class FaultInjector {
         const r = await this.#api.http(this.#server.base, "POST", `/api/v1/agents/${agent.id}/restart`, {});
         if (r.status !== 202) return `restart not accepted: ${r.status} ${r.text.slice(0, 200)}`;
         note(`restart of ${agent.name} requested through the API`);
+        return true;
+      }
+      case "agent-upgrade": {
+        if (held) return `every agent is held by a scenario`;
+        if (agent.down) return `agent ${agent.name} is down`;
+        if (this.upgradeVersions.length < 2) return "no packaged versions to upgrade to";
+        const now = await this.#api.http(this.#server.base, "GET", `/api/v1/agents/${agent.id}`);
+        if (now.status !== 200) return `agent view: ${now.status}`;
+        const busy = now.json?.upgrade && !["succeeded", "rolled-back", "failed"].includes(now.json.upgrade.state);
+        if (busy) return `agent ${agent.name} is still upgrading (${now.json.upgrade.state})`;
+        const to = this.upgradeVersions.find((v) => v !== now.json?.version) ?? this.upgradeVersions[0];
+        const r = await this.#api.http(this.#server.base, "POST", `/api/v1/agents/${agent.id}/upgrade`, { version: to });
+        if (r.status !== 202) return `upgrade not accepted: ${r.status} ${r.text.slice(0, 200)}`;
+        note(`upgrade of ${agent.name} (on ${now.json?.version}) to ${to} requested through the API`);
         return true;
       }
       case "worker-kill": {

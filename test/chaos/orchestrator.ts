@@ -19,6 +19,8 @@ import { FaultInjector, type FaultTally } from "./fault-injector.ts";
 import { FaultProxy } from "./fault-proxy.ts";
 import { ResultObserver, type DeploymentHistory, type StepHistory } from "./observer.ts";
 import { CHAOS_PLUGIN, CHAOS_SECRET } from "./plan.ts";
+import { buildAgentPackage, readSigningKey } from "../../scripts/agent-package.ts";
+import { RELEASE_KEY_FILE } from "../../scripts/local-state.ts";
 import { buildSchedule } from "./schedule.ts";
 import { DeploymentSubmitter, type Submission } from "./submissions.ts";
 
@@ -102,6 +104,7 @@ export class ChaosRun {
       }
       await this.server.start();
       await this.#publishPlugin();
+      this.injector.upgradeVersions = await this.#publishAgentVersions();
       await this.proxy.start();
       await this.apiProxy.start();
       this.log(`server ${this.server.base}; agent proxy ${this.proxy.url}; API proxy ${this.apiProxy.url}`);
@@ -179,6 +182,19 @@ export class ChaosRun {
     if (up.status !== 201) throw new Error(`uploading the chaos plug-in: ${up.status} ${await up.text()}`);
     const secret = await this.server.api("POST", "/api/v1/secrets", CHAOS_SECRET);
     if (secret.status !== 201) throw new Error(`creating the chaos secret: ${secret.status} ${secret.text}`);
+  }
+
+  // Two packages of this checkout, signed with the server's release key (the agents pin
+  // it when they register): the agent-upgrade fault moves agents between them.
+  async #publishAgentVersions(): Promise<string[]> {
+    const key = await readSigningKey(join(this.server.stateDir, RELEASE_KEY_FILE));
+    const versions = [`0.0.1-chaos.${this.runId}.a`, `0.0.1-chaos.${this.runId}.b`].map((v) => v.replace(/[^0-9A-Za-z.-]/g, ""));
+    for (const version of versions) {
+      const pkg = await buildAgentPackage({ version, key });
+      const up = await fetch(`${this.server.base}/api/v1/agent-versions`, { method: "POST", body: new Uint8Array(pkg.bytes), headers: { authorization: `Bearer ${this.server.adminToken}` } });
+      if (up.status !== 201) throw new Error(`uploading agent version ${version}: ${up.status} ${await up.text()}`);
+    }
+    return versions;
   }
 
   async #readAllViews(submissions: readonly Submission[]): Promise<Map<string, any>> {

@@ -24,6 +24,9 @@ export function renderReport(d: RunData, checks: Check[], f: Figures): string {
     rows.push([`faults: ${k}`, `${t.injected}${t.notInjected ? ` (+${t.notInjected} not injected)` : ""}`]);
   }
   rows.push(["faults: total injected", String(total)]);
+  // What the agents run at the end and how their last upgrade went (GET /api/v1/agents/:id).
+  const agents = [...d.channels.values()].map((c) => c.json as { version?: string; upgrade?: { version: string; state: string } | null } | undefined);
+  rows.push(["agents' versions at the end / last upgrade states", `${agents.map((a) => a?.version ?? "?").join(", ")} / ${agents.map((a) => (a?.upgrade ? `${a.upgrade.state} (${a.upgrade.version})` : "none")).join(", ")}`]);
   rows.push(["proxy: connections cut / refused / WS rejected", `${d.proxyStats.connectionsCut} / ${d.proxyStats.refused} / ${d.proxyStats.wsRejected}`]);
   rows.push(["proxy: half-opened / stalled connections", `${d.proxyStats.halfOpened} / ${d.proxyStats.stalledConnections}`]);
   rows.push(["API proxy: connections cut", String(d.apiProxyStats.connectionsCut)]);

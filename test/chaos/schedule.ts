@@ -16,6 +16,7 @@ export const FAULT_KINDS = [
   "server-kill", // kill -9 of the server's process group, restarted on the same port and state
   "do-evict", // the agent's Durable Object evicted (test hook)
   "agent-restart", // POST /api/v1/agents/:id/restart: a restart command; the worker hands over to a new one
+  "agent-upgrade", // POST /api/v1/agents/:id/upgrade to the other of two packaged versions: switch, health check (or rollback)
 ] as const;
 export type FaultKindName = (typeof FAULT_KINDS)[number];
 

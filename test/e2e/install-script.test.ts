@@ -32,9 +32,9 @@ type Run = { code: number | null; out: string };
 
 // The documented command line, run by /bin/sh from `outside`.
 function install(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  const child = spawn("/bin/sh", ["-c", 'curl -fsSL "$OUTPOST_URL/agent/install.sh" | sh -s -- "$@"', "sh", ...args], {
+  const child = spawn("/bin/sh", ["-c", '"$CURL" -fsSL "$OUTPOST_URL/agent/install.sh" | sh -s -- "$@"', "sh", ...args], {
     cwd: outside,
-    env: { PATH, HOME: outside, LANG: "C.UTF-8", OUTPOST_URL: server.base, ...env },
+    env: { PATH, HOME: outside, LANG: "C.UTF-8", OUTPOST_URL: server.base, CURL: "curl", ...env },
     detached: true,
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -107,6 +107,24 @@ describe("curl … /agent/install.sh | sh -s -- --token T --name N --home DIR", 
       return l.text.includes("installed-by-script") ? l.text : null;
     }, 20_000, "the step's log");
     expect(log).toContain("installed-by-script");
+  }, 120_000);
+
+  it("works with only wget and shasum, and no gzip, beside POSIX tools: the second agent of the machine", async () => {
+    // A PATH of exactly what the script may use (a tool it needs but lacks fails the run).
+    const minimal = join(outside, "minimal-bin");
+    mkdirSync(minimal);
+    symlinkSync(process.execPath, join(minimal, "node"));
+    for (const tool of ["sh", "printenv", "sed", "cut", "mktemp", "rm", "mkdir", "tar", "chmod", "mv", "ln", "cp", "cat", "sleep", "tail", "id", "nohup", "env", "wget", "shasum"]) {
+      const found = ["/usr/bin", "/bin"].map((d) => join(d, tool)).find((p) => existsSync(p));
+      expect(found, tool).toBeDefined();
+      symlinkSync(found!, join(minimal, tool));
+    }
+    const dir = join(outside, "minimal");
+    const r = await install(["--token", await token(), "--name", "minimal", "--home", dir], { PATH: minimal, CURL: "/usr/bin/curl" });
+    expect(r.code, r.out).toBe(0);
+    expect(r.out).toContain(`verified outpost-agent ${VERSION}`);
+    const agent = await server.waitAgentOnline("minimal");
+    expect(agent.version).toBe(VERSION);
   }, 120_000);
 
   it("with --service: refuses with exit 3 where systemd does not run (nothing registered), and writes the unit through the test hook", async () => {
