@@ -17,6 +17,7 @@ import { openProjectionDrain, type ProjectionDrain } from "./projection-drain.ts
 import { isRevokedInD1 } from "../d1/projection.ts";
 import { parseOfflineAfterMs } from "./rules.ts";
 import { coordinatorOf } from "./channels.ts";
+import { progressUpgradeRollouts } from "./upgrade-rollouts.ts";
 import { dispatchFromD1 } from "./self-dispatch.ts";
 import { CLOSE, closeQuietly, closeReplyCode, greetedSockets, openSockets, send, type Attachment } from "./sockets.ts";
 import { downtimeBefore } from "./uptime.ts";
@@ -228,7 +229,13 @@ export class AgentChannel extends DurableObject<Cloudflare.Env> {
       if (!att.hello) return closeQuietly(ws, CLOSE.policy, "a status message before the hello");
       ws.serializeAttachment({ ...att, seenAt: now } satisfies Attachment);
       if (msg.config) await this.presence.recordConfig(agentId, msg.config);
-      if (msg.upgrade) await this.presence.recordUpgrade(agentId, msg.upgrade);
+      if (msg.upgrade) {
+        await this.presence.recordUpgrade(agentId, msg.upgrade);
+        // An end state may let a rollout of many agents move on (or stop it).
+        if (["succeeded", "rolled-back", "failed"].includes(msg.upgrade.state)) {
+          this.ctx.waitUntil(progressUpgradeRollouts(this.env, agentId).catch((e: unknown) => console.error(`AgentChannel ${agentId}: upgrade rollouts not moved on:`, e)));
+        }
+      }
       return;
     }
     const hello = msg;

@@ -31,3 +31,15 @@ export function nextRolloutAction(s: RolloutState): RolloutAction {
 }
 
 export const skippedReason = (wave: number): string => `not run: wave ${wave} failed and the rollout stops on failure`;
+
+// Upgrades of many agents (docs/agent-lifecycle.md §Upgrading many agents): what the
+// current wave's upgrade states say. A failed or rolled-back upgrade stops the rollout;
+// the next wave starts when every agent of this one succeeded.
+export type UpgradeWaveAction = { kind: "wait" } | { kind: "stop"; reason: string } | { kind: "next" } | { kind: "done" };
+
+export function upgradeWaveAction(states: readonly (string | null)[], wave: number, waves: number): UpgradeWaveAction {
+  const bad = states.filter((s) => s === "failed" || s === "rolled-back").length;
+  if (bad > 0) return { kind: "stop", reason: `${bad} upgrade(s) of wave ${wave} failed or rolled back; later waves not started` };
+  if (states.some((s) => s !== "succeeded")) return { kind: "wait" };
+  return wave >= waves ? { kind: "done" } : { kind: "next" };
+}

@@ -45,6 +45,7 @@ export type AgentConfig = z.infer<typeof agentConfig>;
 export const UPGRADE_STATES = ["pending", "downloading", "verifying", "switching", "succeeded", "rolled-back", "failed"] as const;
 export type UpgradeState = (typeof UPGRADE_STATES)[number];
 export const upgradeAgentBody = z.strictObject({ version: z.string().min(1).max(100) });
+
 export type UpgradeView = { version: string; state: UpgradeState; reason: string | null; updatedAt: string };
 
 export const patchAgentBody = z
@@ -88,6 +89,17 @@ export const batchSize = z.union([
 ]);
 export const rollout = z.strictObject({ batchSize, stopOnFailure: z.boolean().default(false) });
 export type Rollout = z.infer<typeof rollout>;
+
+// Many agents in waves: named ones, or every live agent carrying all the tags (neither:
+// every live agent). A failed or rolled-back upgrade stops the waves.
+export const upgradeAgentsBody = z
+  .strictObject({
+    version: z.string().min(1).max(100),
+    agents: z.array(agentName).min(1).max(1000).optional(),
+    tags: tagList.min(1).optional(),
+    batchSize: batchSize.optional(),
+  })
+  .refine((b) => !(b.agents && b.tags), "name the agents either by `agents` or by `tags`, not both");
 
 export const createDeploymentBody = z
   .strictObject({

@@ -208,3 +208,23 @@ export const agentVersions = sqliteTable("agent_versions", {
   uploadedAt: integer("uploaded_at").notNull(),
   pinnedAt: integer("pinned_at"),
 });
+
+// docs/agent-lifecycle.md §Upgrading many agents: POST /api/v1/agents/upgrade. `waves`
+// is JSON of the agent ids of each wave, in order; the wave `current_wave` (1-based) has
+// its upgrade commands; the next starts once every agent of it reports `succeeded`, and
+// a `failed` or `rolled-back` one stops the rollout.
+export const upgradeRollouts = sqliteTable(
+  "upgrade_rollouts",
+  {
+    id: text("id").primaryKey(),
+    version: text("version").notNull(),
+    sha256: text("sha256").notNull(),
+    waves: text("waves").notNull(),
+    currentWave: integer("current_wave").notNull(),
+    state: text("state", { enum: ["running", "succeeded", "stopped"] }).notNull(),
+    reason: text("reason"),
+    createdAt: integer("created_at").notNull(),
+    updatedAt: integer("updated_at").notNull(),
+  },
+  (t) => [index("upgrade_rollouts_state").on(t.state)],
+);

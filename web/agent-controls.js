@@ -10,7 +10,7 @@
 import { AuthError, ApiError, enc, get, post } from "./api.js";
 import { $, confirmAction, el, say, when } from "./dom.js";
 
-const DETAIL_REFRESH_MS = 30_000;
+const DETAIL_REFRESH_MS = 60_000;
 const MAX_READS = 6;
 const RESTART_NOTE_MS = 60_000;
 export const LOG_LEVELS = ["error", "warn", "info", "debug"];
@@ -208,7 +208,7 @@ export function configFields(a) {
   return { fields, read };
 }
 
-// "concurrency 4 and log level debug"
+// "concurrency 4, log level debug"
 export function describeChange(change) {
-  return CONFIG_KEYS.filter(([k]) => change[k] !== undefined).map(([k, label]) => `${label} ${change[k]}`).join(" and ");
+  return CONFIG_KEYS.filter(([k]) => change[k] !== undefined).map(([k, label]) => `${label} ${change[k]}`).join(", ");
 }

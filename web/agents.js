@@ -125,7 +125,7 @@ async function save(a, tagText, propText, config, message, button) {
     editing = null;
     const changed = describeChange(config.change);
     say($("agents-message"), changed
-      ? `Saved ${a.name}: tags, properties, and ${changed} — pending until the agent says it applies ${Object.keys(config.change).length > 1 ? "them" : "it"}.`
+      ? `Saved the tags and properties of ${a.name}, and asked it for ${changed}: pending until the agent says it applies ${Object.keys(config.change).length > 1 ? "them" : "it"}.`
       : `Tags and properties of ${a.name} saved.`, "ok");
     rerender();
     hooks.changed();

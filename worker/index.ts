@@ -2,6 +2,7 @@
 // interrupted dispatches. Static web assets are served before the Worker runs.
 import type { Env } from "./env.ts";
 import { pokeCoordinators, redispatchStale } from "./deployments/dispatch.ts";
+import { progressUpgradeRollouts } from "../durable-objects/upgrade-rollouts.ts";
 import { purgeExpiredKeys } from "./deployments/idempotency.ts";
 import { buildRouter } from "./router.ts";
 
@@ -19,6 +20,7 @@ export default {
     const { attempted, failed } = await redispatchStale(env, Date.now());
     if (attempted > 0) console.log(`cron: re-dispatched ${attempted - failed} of ${attempted} interrupted dispatch(es)`);
     await pokeCoordinators(env);
+    await progressUpgradeRollouts(env).catch((e: unknown) => console.error("cron: upgrade rollouts not moved on:", e));
     await purgeExpiredKeys(env, Date.now());
   },
 } satisfies ExportedHandler<Env>;

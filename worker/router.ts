@@ -8,7 +8,7 @@ import { errorResponse } from "../schema/http.ts";
 import { withSecurityHeaders } from "./security-headers.ts";
 import { openChannel, postReports, pullCommands, putStepLog } from "./routes/agent-api.ts";
 import { evictAgentChannel, getAgent, listAgents, patchAgent, revokeAgent } from "./routes/agents.ts";
-import { restartAgent, upgradeAgent } from "./routes/agent-control.ts";
+import { listUpgradeRolloutsRoute, restartAgent, upgradeAgent, upgradeAgents } from "./routes/agent-control.ts";
 import { createApiToken, listApiTokens, revokeApiToken } from "./routes/api-tokens.ts";
 import { getDeployment, getDeployments, getStepLog, postCancel, postDeployment } from "./routes/deployments.ts";
 import { createRegistrationToken, registerAgent } from "./routes/registration.ts";
@@ -29,6 +29,7 @@ const ROUTES: [path: string, methods: Partial<Record<Method, Handler>>][] = [
   ["/api/v1/api-tokens", { GET: listApiTokens, POST: createApiToken }],
   ["/api/v1/api-tokens/:id", { DELETE: revokeApiToken }],
   ["/api/v1/agents", { GET: listAgents }],
+  ["/api/v1/agents/upgrade", { GET: listUpgradeRolloutsRoute, POST: upgradeAgents }],
   ["/api/v1/agents/:id/restart", { POST: restartAgent }],
   ["/api/v1/agents/:id/upgrade", { POST: upgradeAgent }],
   ["/api/v1/agents/:id", { GET: getAgent, PATCH: patchAgent, DELETE: revokeAgent }],

@@ -119,7 +119,7 @@ describe("web page: agent config, restart, versions and installation", () => {
       await waitCfg(page, "concurrency", { state: "pending", desired: "5", applied: "2" });
       expect(await cfg(page, "logLevel")).toEqual({ state: "pending", desired: "debug", applied: "info" });
       expect(await text(page, `${row(AGENT)} [data-cfg="concurrency"]`)).toBe("concurrency 5 pending (applied: 2)");
-      expect(await text(page, "#agents-message")).toBe(`Saved ${AGENT}: tags, properties, and concurrency 5 and log level debug — pending until the agent says it applies them.`);
+      expect(await text(page, "#agents-message")).toBe(`Saved the tags and properties of ${AGENT}, and asked it for concurrency 5, log level debug: pending until the agent says it applies them.`);
       expect(await page.locator(`${row(AGENT)} td.tags .tag`).allInnerTexts()).toEqual(["web", "canary"]);
       const view = (await server.api("GET", `/api/v1/agents/${AGENT}`)).json;
       expect(view.config).toEqual({ desired: { concurrency: 5, logLevel: "debug" }, applied: { concurrency: 2, logLevel: "info" } });
@@ -328,6 +328,13 @@ describe("web page: agent config, restart, versions and installation", () => {
         expect(await page.locator(sel).first().isVisible(), sel).toBe(false);
       }
       expect(await page.locator('tr[data-agent-version="1.0.0"]').isVisible()).toBe(true);
+      // An agent whose config is not pending is not read again at every poll.
+      const reads: string[] = [];
+      page.on("request", (r) => {
+        if (new URL(r.url()).pathname === `/api/v1/agents/${agent.agentId}`) reads.push(r.url());
+      });
+      await new Promise((r) => setTimeout(r, 5_000));
+      expect(reads).toEqual([]);
       expectClean();
     } finally {
       await context.close();

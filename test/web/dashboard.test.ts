@@ -502,7 +502,6 @@ describe("web dashboard", () => {
       const body = await openDeployment(page, outage.id);
       const stepRow = `${body} tr.step-row`;
       await page.waitForSelector(`${stepRow}[data-status="running"]`, { timeout: 10_000 });
-      console.log("DEBUG agent closed:", JSON.stringify(agent.closed), new Date().toISOString()); // DEBUG
       expect(await page.locator(`${stepRow} .agent-offline`).count()).toBe(0);
 
       await agent.disconnect(); // the step itself runs on, as a real one would
