@@ -9,11 +9,11 @@ import { drizzle, type LibSQLDatabase } from "drizzle-orm/libsql";
 import { migrate } from "drizzle-orm/libsql/migrator";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { command as commandSchema, type Command, type Report } from "../../schema/agent-api.ts";
-import { canceledDeployments, journalCommands, journalMeta, journalSteps, outbox, rejectedReports } from "../../schema/journal.ts";
-import { pickConfig } from "../../schema/agent-config.ts";
+import { journalCommands, journalMeta, journalSteps, outbox, rejectedReports } from "../../schema/journal.ts";
 import type { AgentConfig } from "../../schema/api.ts";
 import { AgentError } from "../errors.ts";
 import { OUTPUT_CAP_BYTES } from "../steps/output-cap.ts";
+import { isCanceled, isControl, markUpgradeHandled, readControls, storeControl, type Controls } from "./journal-controls.ts";
 import { deletePrunable, selectPrunable } from "./journal-prune.ts";
 import { interruptUnknown, requeueFinished, selectStepFacts, type StepFacts } from "./journal-resync.ts";
 import { insertReport, type Tx } from "./journal-tx.ts";
@@ -32,11 +32,7 @@ export type IncomingCommand = { kind: "valid"; command: Command } | ({ kind: "re
 
 const MIGRATIONS = fileURLToPath(new URL("../../schema/migrations/journal", import.meta.url));
 const LAST_SEQ = "lastSeq";
-const META_CONFIG = "config"; // the newest config command's config (JSON)
-const META_RESTART_SEQ = "restartSeq"; // the seq of the newest restart command
-const META_UPGRADE = "upgrade"; // the newest upgrade command: {seq, version, sha256}
-const META_UPGRADE_HANDLED = "upgradeHandled"; // the seq of the last upgrade request taken care of
-export type UpgradeRequest = { seq: number; version: string; sha256: string };
+export type { UpgradeRequest } from "./journal-controls.ts";
 
 class Mutex {
   #tail: Promise<unknown> = Promise.resolve();
@@ -140,19 +136,8 @@ export class Journal {
           .returning({ seq: journalCommands.seq });
         if (inserted.length === 0) continue;
         stored.push(seq);
-        if (item.kind === "valid" && (item.command.type === "config" || item.command.type === "restart" || item.command.type === "upgrade")) {
-          // docs/agent-lifecycle.md: the newest config and the newest restart request are
-          // kept in meta, in the transaction that stores the command; the worker acts on them.
-          await tx.update(journalCommands).set({ state: "done" }).where(eq(journalCommands.seq, seq));
-          const c = item.command;
-          const [key, value] =
-            c.type === "config" ? [META_CONFIG, JSON.stringify(c.config)] : c.type === "upgrade" ? [META_UPGRADE, JSON.stringify({ seq, version: c.version, sha256: c.sha256 })] : [META_RESTART_SEQ, String(seq)];
-          await tx.insert(journalMeta).values({ key, value }).onConflictDoUpdate({ target: journalMeta.key, set: { value } });
-        } else if (item.kind === "valid" && item.command.type === "cancel") {
-          // docs/protocol.md §Cancel: remembered, so the deploy (stored before or after)
-          // runs no more steps; the runner stops what it runs now.
-          await tx.update(journalCommands).set({ state: "done" }).where(eq(journalCommands.seq, seq));
-          await tx.insert(canceledDeployments).values({ deploymentId: item.command.deploymentId, commandSeq: seq, canceledAt: now }).onConflictDoNothing();
+        if (item.kind === "valid" && isControl(item.command)) {
+          await storeControl(tx, item.command, seq, now);
         } else if (item.kind === "valid" && item.command.type === "deploy") {
           const c = item.command;
           await tx
@@ -214,33 +199,19 @@ export class Journal {
     });
   }
 
-  // The server's newest config for this agent (null: none yet) and the seq of the newest
-  // restart request (0: none) — docs/agent-lifecycle.md §Config, §Restart.
-  // upgrade: the newest upgrade request not yet taken care of (§Upgrade), or null.
-  controls(): Promise<{ config: AgentConfig | null; restartSeq: number; upgrade: UpgradeRequest | null }> {
-    return this.#op("controls", async (db) => {
-      const rows = await db.select().from(journalMeta).where(inArray(journalMeta.key, [META_CONFIG, META_RESTART_SEQ, META_UPGRADE, META_UPGRADE_HANDLED]));
-      const get = (k: string) => rows.find((r) => r.key === k)?.value ?? null;
-      const config = get(META_CONFIG);
-      const upgrade = get(META_UPGRADE) === null ? null : (JSON.parse(get(META_UPGRADE)!) as UpgradeRequest);
-      const open = upgrade !== null && upgrade.seq > Number(get(META_UPGRADE_HANDLED) ?? 0) ? upgrade : null;
-      return { config: config === null ? null : pickConfig(JSON.parse(config)), restartSeq: Number(get(META_RESTART_SEQ) ?? 0), upgrade: open };
-    });
+  // docs/agent-lifecycle.md §Config, §Restart, §Upgrade (agent/worker/journal-controls.ts).
+  controls(): Promise<Controls> {
+    return this.#op("controls", (db) => readControls(db));
   }
 
   // The upgrade request `seq` has been carried out, handed over or has failed: never again.
   markUpgradeHandled(seq: number): Promise<void> {
-    return this.#op("markUpgradeHandled", async (db) => {
-      await db.insert(journalMeta).values({ key: META_UPGRADE_HANDLED, value: String(seq) }).onConflictDoUpdate({ target: journalMeta.key, set: { value: String(seq) } });
-    });
+    return this.#op("markUpgradeHandled", async (db) => void (await markUpgradeHandled(db, seq)));
   }
 
   // Was a cancel command for this deployment stored (docs/protocol.md §Cancel)?
   isCanceled(deploymentId: string): Promise<boolean> {
-    return this.#op("isCanceled", async (db) => {
-      const row = await db.select({ seq: canceledDeployments.commandSeq }).from(canceledDeployments).where(eq(canceledDeployments.deploymentId, deploymentId)).get();
-      return row !== undefined;
-    });
+    return this.#op("isCanceled", (db) => isCanceled(db, deploymentId));
   }
 
   // ---- steps ----
