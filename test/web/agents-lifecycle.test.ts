@@ -59,6 +59,8 @@ describe("web page: agent config, restart, versions and installation", () => {
     await page.goto(`${server.base}/#token=${encodeURIComponent(token)}`);
     await page.waitForSelector(row(AGENT), { timeout: 15_000 });
     await page.waitForSelector(`body[data-role="${role}"]`, { timeout: 10_000 });
+    // The agent's detail (config) has been read: its row no longer changes shape under a click.
+    await page.waitForSelector(`${row(AGENT)} td.config[data-pending]`, { timeout: 10_000 });
     return { context, page };
   }
   const text = (page: Page, selector: string) => page.locator(selector).first().innerText();
@@ -235,6 +237,11 @@ describe("web page: agent config, restart, versions and installation", () => {
       await web07.register(token);
       await web07.connect();
       await page.waitForSelector(`${row("web-07")}[data-status="online"]`, { timeout: 10_000 });
+
+      // The command's script is there, for anyone (it needs no credential).
+      const script = await fetch(`${server.base}/agent/install.sh`);
+      expect(script.status).toBe(200);
+      expect(await script.text()).toMatch(/^#!\/bin\/sh/);
 
       await page.click("#reg-token-done");
       expect(await page.locator("#reg-token").isVisible()).toBe(false);
