@@ -2,11 +2,13 @@
 // what an admin changes in a running agent (docs/agent-lifecycle.md §Config, §Restart):
 // its config — desired (what an admin asked for) against applied (what the agent says
 // it runs), a difference shown as pending — the agents whose name it took over
-// (`replaced`), the config fields of the Edit row, and the Restart button.
+// (`replaced`), its upgrade (shown and asked for in agent-upgrade.js), the config
+// fields of the Edit row, and the Restart button.
 //
 // An agent's detail is read when it is first listed, at every poll while its config is
-// pending, when its status or version changes (a reconnecting agent reports its config
-// in its hello), and otherwise every DETAIL_REFRESH_MS; at most MAX_READS at a time.
+// pending or (online) it is upgrading, when its status or version changes (a
+// reconnecting agent reports its config in its hello), and otherwise every
+// DETAIL_REFRESH_MS; at most MAX_READS at a time.
 import { AuthError, ApiError, enc, get, post } from "./api.js";
 import { $, confirmAction, el, say, when } from "./dom.js";
 
@@ -16,7 +18,9 @@ const RESTART_NOTE_MS = 60_000;
 export const LOG_LEVELS = ["error", "warn", "info", "debug"];
 const CONFIG_KEYS = [["concurrency", "concurrency"], ["logLevel", "log level"]];
 
-const details = new Map(); // agent id → { config, replaced, readAt, status, version }
+const UPGRADE_ENDS = ["succeeded", "rolled-back", "failed"];
+
+const details = new Map(); // agent id → { config, replaced, upgrade, readAt, status, version }
 const reading = new Set(); // ids whose detail is being read
 let tick = 0; // orders reads and writes: a read started before a write is stale
 const written = new Map(); // agent id → tick of the last config written by this page
@@ -44,6 +48,9 @@ export function resetAgentControls() {
 // The list's own config if the server ever sends one, else the one read per agent.
 export const configOf = (a) => a.config ?? details.get(a.id)?.config ?? null;
 
+export const upgradeOf = (a) => details.get(a.id)?.upgrade ?? null;
+const upgrading = (d) => Boolean(d.upgrade) && !UPGRADE_ENDS.includes(d.upgrade.state);
+
 const pendingKeys = (c) => (c ? CONFIG_KEYS.map(([k]) => k).filter((k) => c.desired[k] !== undefined && c.desired[k] !== c.applied[k]) : []);
 
 // Reads the details that are due (see the top of this file); rerenders as they arrive.
@@ -55,6 +62,7 @@ export function refreshDetails(agents) {
     if (reading.has(a.id)) return false;
     const d = details.get(a.id);
     if (!d) return true;
+    if ((upgrading(d) && a.status === "online") || d.readAt === 0) return true; // an offline agent upgrades when it returns
     if (a.config !== undefined) return false;
     return d.status !== a.status || d.version !== a.version || pendingKeys(d.config).length > 0 || now - d.readAt > DETAIL_REFRESH_MS;
   });
@@ -69,7 +77,7 @@ async function readDetail(a) {
     const d = await get(`/api/v1/agents/${enc(a.id)}`);
     if (gen !== generation) return;
     if ((written.get(a.id) ?? 0) > started) return; // older than what this page just saved
-    details.set(a.id, { config: d.config ?? { desired: {}, applied: {} }, replaced: d.replaced ?? [], readAt: Date.now(), status: a.status, version: a.version });
+    details.set(a.id, { config: d.config ?? { desired: {}, applied: {} }, replaced: d.replaced ?? [], upgrade: d.upgrade ?? null, readAt: Date.now(), status: a.status, version: a.version });
     hooks.rerender();
   } catch (err) {
     if (gen !== generation) return;
@@ -85,13 +93,29 @@ export function noteSaved(a, config) {
   if (!config) return;
   written.set(a.id, ++tick);
   const d = details.get(a.id);
-  details.set(a.id, { replaced: [], readAt: Date.now(), status: a.status, version: a.version, ...d, config });
+  details.set(a.id, { replaced: [], upgrade: null, readAt: Date.now(), status: a.status, version: a.version, ...d, config });
+}
+
+// The upgrade a POST answered with: shown at once (no older read may replace it), then
+// read again at every poll until the agent reports an end state.
+export function noteUpgrade(a, upgrade) {
+  written.set(a.id, ++tick);
+  const d = details.get(a.id);
+  details.set(a.id, { config: null, replaced: [], readAt: Date.now(), status: a.status, version: a.version, ...d, upgrade });
+}
+
+// Agents an upgrade rollout has just handed commands: their details are read at the next poll.
+export function staleDetails(ids) {
+  for (const id of ids) {
+    const d = details.get(id);
+    if (d) d.readAt = 0;
+  }
 }
 
 // What the row shows from here: part of its signature, so a change redraws it.
 export function controlsSig(a) {
   const requested = restartRequested.get(a.id);
-  return [configOf(a), details.get(a.id)?.replaced ?? null, openReplaced.has(a.id), askingRestart === a.id, restarting === a.id,
+  return [configOf(a), details.get(a.id)?.replaced ?? null, upgradeOf(a), openReplaced.has(a.id), askingRestart === a.id, restarting === a.id,
     requested !== undefined && Date.now() - requested < RESTART_NOTE_MS];
 }
 

@@ -2,7 +2,8 @@
 // packages the server holds, newest first, and which one is current (what install.sh
 // installs: the newest, unless an admin pinned another). An admin uploads a package
 // (its bytes; the server's 201/200/409/422 said in its own words) and pins a version as
-// current, or removes the pin.
+// current, or removes the pin. Upgrading agents to one is agent-upgrade.js (one agent)
+// and upgrade-rollouts.js (many, in waves).
 import { AuthError, get, request, upload } from "./api.js";
 import { $, ago, el, reconcile, say, when } from "./dom.js";
 
@@ -14,6 +15,7 @@ let pinning = null; // the version being pinned (or "" while the pin is removed)
 let hooks = { refused: () => {}, changed: () => {} };
 
 export const currentAgentVersion = () => current;
+export const agentVersionList = () => versions;
 export const agentVersionsKnown = () => known;
 
 export function initAgentVersions(h) {

@@ -1,6 +1,8 @@
 // Agents: the list with live status, version, config (desired against applied), tags
 // and properties; editing an agent's tags, properties, concurrency and log level (admin),
-// restarting it (admin, two clicks: agent-controls.js), revoking one (admin, two clicks).
+// restarting it (admin, two clicks: agent-controls.js), upgrading it (admin, a version
+// and a confirmation: agent-upgrade.js, which also shows its upgrade's state), revoking
+// one (admin, two clicks).
 // The registration panel is install-command.js.
 import { AuthError, del, enc, patch } from "./api.js";
 import { $, ago, badge, confirmAction, el, reconcile, say, when } from "./dom.js";
@@ -9,6 +11,7 @@ import {
   configCell, configFields, controlsSig, describeChange, initAgentControls, noteSaved, refreshDetails, replacedNote,
   resetAgentControls, restartControl, restartNote,
 } from "./agent-controls.js";
+import { initAgentUpgrade, resetAgentUpgrade, upgradeAsking, upgradeControl, upgradeNote, upgradeSig } from "./agent-upgrade.js";
 
 let agents = [];
 let asking = null; // id of the agent whose revoke awaits confirmation
@@ -23,6 +26,7 @@ export const agentStatus = () => new Map(agents.map((a) => [a.name, a.status]));
 export function initAgents(h) {
   hooks = h;
   initAgentControls({ refused: (err) => hooks.refused(err), rerender: () => rerender() });
+  initAgentUpgrade({ refused: (err) => hooks.refused(err), rerender: () => rerender() });
 }
 
 export function resetAgents() {
@@ -30,6 +34,7 @@ export function resetAgents() {
   asking = revoking = editing = null;
   saving = false;
   resetAgentControls();
+  resetAgentUpgrade();
   say($("agents-message"), "");
   $("agents").tBodies[0].replaceChildren();
 }
@@ -45,18 +50,26 @@ export function renderAgents(list) {
   // being typed alone.
   const items = agents.flatMap((a) => (editing === a.id ? [{ a }, { a, edit: true }] : [{ a }]));
   reconcile($("agents").tBodies[0], items, (i) => (i.edit ? `edit:${i.a.id}` : i.a.id),
-    (i) => (i.edit ? "edit" : JSON.stringify([i.a, i.a.lastSeenAt ? ago(i.a.lastSeenAt) : "", asking === i.a.id, revoking === i.a.id, editing === i.a.id, controlsSig(i.a)])),
+    (i) => (i.edit ? "edit" : rowSig(i.a)),
     (i) => (i.edit ? editRow(i.a) : agentRow(i.a)));
   refreshDetails(agents);
 }
 
 const rerender = () => renderAgents(agents);
 
+// While an agent's upgrade is asked, its row's signature leaves out what every poll
+// changes (last seen): the open version choice stays as it is, as the Edit row does.
+function rowSig(a) {
+  const own = [asking === a.id, revoking === a.id, editing === a.id, controlsSig(a), upgradeSig(a)];
+  if (upgradeAsking(a)) return JSON.stringify(["upgrade-asking", a.status, a.version, ...own]);
+  return JSON.stringify([a, a.lastSeenAt ? ago(a.lastSeenAt) : "", ...own]);
+}
+
 function agentRow(a) {
   return el("tr", { "data-agent": a.name, "data-status": a.status },
     el("td", { class: "name" }, el("span", { class: "agent-name", text: a.name }), replacedNote(a)),
     el("td", { class: "status" }, badge(a.status), restartNote(a)),
-    el("td", { class: "mono version", text: a.version ?? "—" }),
+    el("td", { class: "version" }, el("span", { class: "mono running-version", text: a.version ?? "—" }), upgradeNote(a)),
     configCell(a),
     el("td", { class: "tags" }, ...(a.tags ?? []).map((t) => el("span", { class: "tag", text: t }))),
     el("td", { class: "properties" }, ...Object.entries(a.properties ?? {}).map(([k, v]) =>
@@ -65,7 +78,7 @@ function agentRow(a) {
     el("td", { class: "edit admin-only" }, el("button", {
       type: "button", class: "quiet agent-edit-open", "aria-expanded": String(editing === a.id),
       onclick: () => { editing = editing === a.id ? null : a.id; rerender(); focusEdit(); },
-    }, "Edit"), " ", restartControl(a)),
+    }, "Edit"), " ", restartControl(a), " ", upgradeControl(a)),
     el("td", { class: "actions admin-only" }, confirmAction({
       label: "Revoke",
       question: `Revoke ${a.name}? Its credential stops working and its unfinished steps are canceled.`,

@@ -2,11 +2,13 @@
 // API; and what an admin does there: deploy (to agents or tags, with properties, a
 // rollout, shell and plug-in steps), cancel a deployment, tag agents, revoke agents,
 // upload and delete plug-ins, keep secrets, create registration and API tokens, set an
-// agent's concurrency and log level, restart it, upload and pin agent versions. No
+// agent's concurrency and log level, restart it, upload and pin agent versions, upgrade
+// one agent or many in waves (and follow the upgrades and rollouts). No
 // framework and no build step; ES modules only. Every piece of server data goes into
 // the page as text (dom.js), never as markup.
 import { initAgents, renderAgents, resetAgents } from "./agents.js";
 import { initAgentVersions, loadAgentVersions, resetAgentVersions } from "./agent-versions.js";
+import { initUpgradeRollouts, loadUpgradeRollouts, pollUpgradeRollouts, refreshUpgradeVersions, resetUpgradeRollouts } from "./upgrade-rollouts.js";
 import { initInstallCommand, refreshInstallCommand, resetInstallCommand } from "./install-command.js";
 import { AuthError, forgetToken, get, setToken, storedToken, storeToken } from "./api.js";
 import { applyFirstPage, firstPagePath, initDeployments, openDeployment, pollOpen, renderDeployments, resetDeployments } from "./deployments.js";
@@ -22,7 +24,8 @@ const REFRESH_MS = 2000;
 const HIDDEN_REFRESH_MS = 15000;
 // The plug-ins, secrets and agent versions change only when someone uploads or saves
 // one: they are read at sign-in, after this page changes them, when the deployment form
-// opens, and at most this often otherwise.
+// opens, and at most this often otherwise (the upgrade rollouts too, but at every poll
+// while one runs).
 const PANELS_REFRESH_MS = 30000;
 
 let token = null;
@@ -56,6 +59,7 @@ function showLogin(message) {
   resetAgents();
   resetInstallCommand();
   resetAgentVersions();
+  resetUpgradeRollouts();
   resetTokens();
   resetPlugins();
   resetSecrets();
@@ -120,6 +124,8 @@ async function refresh(gen) {
     if (gen !== generation) return;
     renderAgents(a.agents);
     renderAgentChoices();
+    // A running upgrade rollout is read again (its panel says when it cannot be).
+    pollUpgradeRollouts().catch((err) => gen === generation && err instanceof AuthError && refused(err));
     applyFirstPage(page);
     await pollOpen();
     if (gen !== generation) return;
@@ -147,7 +153,7 @@ async function refresh(gen) {
 // concerns the whole page.
 function loadPanels(gen = generation) {
   panelsReadAt = Date.now();
-  Promise.all([loadPlugins(), loadSecrets(), loadAgentVersions()]).catch((err) => {
+  Promise.all([loadPlugins(), loadSecrets(), loadAgentVersions(), loadUpgradeRollouts()]).catch((err) => {
     if (gen === generation && err instanceof AuthError) refused(err);
   });
 }
@@ -163,7 +169,8 @@ function setConn(kind, text) {
 const hooks = { refused, changed: () => token && restart() };
 initAgents(hooks);
 initInstallCommand({ refused });
-initAgentVersions({ refused, changed: refreshInstallCommand });
+initAgentVersions({ refused, changed: () => { refreshInstallCommand(); refreshUpgradeVersions(); } });
+initUpgradeRollouts({ refused });
 initDeployments(hooks);
 initTokens({ refused, role: showRole });
 initPlugins({ refused, changed: refreshStepChoices });

@@ -11,10 +11,10 @@ import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
-import { importSigningKey, writeAgentPackageTar } from "../../schema/agent-package.ts";
 import { writeTar } from "../../schema/tar.ts";
 import { TestServer, waitFor } from "../support/local-server.ts";
 import { FakeAgent } from "./fake-agent.ts";
+import { signedPackage as signedPackageFor } from "./signed-package.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 const AGENT = "life-a";
@@ -78,20 +78,7 @@ describe("web page: agent config, restart, versions and installation", () => {
   const waitCfg = (page: Page, key: string, want: { state: string; desired: string; applied: string }) =>
     waitFor(async () => JSON.stringify(await cfg(page, key).catch(() => null)) === JSON.stringify(want), 15_000, `${key} to show ${JSON.stringify(want)}`);
 
-  // A signed agent package made with the test server's own release key (the local
-  // launcher generated it in the state dir): tiny, but a valid package in every respect
-  // the server checks. `note` changes the bytes under the same version.
-  async function signedPackage(version: string, note = ""): Promise<string> {
-    const key = await importSigningKey(readFileSync(join(server.stateDir, "release-key.pem"), "utf8"));
-    const data = new TextEncoder().encode(`console.log("outpost agent ${version}${note}");\n`);
-    const { tar } = await writeAgentPackageTar(
-      { version, platforms: ["linux-x64-gnu", "linux-x64-musl"], node: ">=22", entry: "bin/outpost-agent.mjs", files: [{ path: "bin/outpost-agent.mjs", mode: 0o644, data }] },
-      key,
-    );
-    const file = join(server.work, `outpost-agent-${version}${note}.tar.gz`);
-    writeFileSync(file, gzipSync(tar));
-    return file;
-  }
+  const signedPackage = (version: string, note = "") => signedPackageFor(server, version, note);
 
   it("sets concurrency and log level: desired at once, applied once the agent reports it", async () => {
     const { context, page } = await open();

@@ -36,7 +36,10 @@ export type CancelCommand = { seq: number; type: "cancel"; id: string; deploymen
 export type AgentConfig = { concurrency?: number; logLevel?: "error" | "warn" | "info" | "debug" };
 export type ConfigCommand = { seq: number; type: "config"; id: string; config: AgentConfig };
 export type RestartCommand = { seq: number; type: "restart"; id: string };
-type AnyCommand = Command | CancelCommand | ConfigCommand | RestartCommand;
+// docs/agent-lifecycle.md §Upgrade: the version to switch to, and the sha256 of its package.
+export type UpgradeCommand = { seq: number; type: "upgrade"; id: string; version: string; sha256: string };
+export type UpgradeReport = { version: string; state: "pending" | "downloading" | "verifying" | "switching" | "succeeded" | "rolled-back" | "failed"; reason: string | null };
+type AnyCommand = Command | CancelCommand | ConfigCommand | RestartCommand | UpgradeCommand;
 
 export class FakeAgent {
   agentId = "";
@@ -44,9 +47,10 @@ export class FakeAgent {
   private lastSeq = 0;
   private readonly commands = new Map<string, Command>();
   private readonly cancels = new Map<string, CancelCommand>();
-  // Config and restart commands in the order pulled (the test consumes them).
+  // Config, restart and upgrade commands in the order pulled (the test consumes them).
   readonly configs: ConfigCommand[] = [];
   readonly restarts: RestartCommand[] = [];
+  readonly upgrades: UpgradeCommand[] = [];
   private readonly ended = new Set<string>(); // step ids reported finished
   private ws: WebSocket | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
@@ -120,8 +124,14 @@ export class FakeAgent {
     this.ws.send(JSON.stringify({ type: "status", config }));
   }
 
-  // One pull of whatever commands are new: deploy commands, cancels, config changes and
-  // restarts are kept apart.
+  // After the hello: how far an upgrade went (a real worker reports each state).
+  sendUpgrade(upgrade: UpgradeReport): void {
+    if (this.ws?.readyState !== WebSocket.OPEN) throw new Error(`${this.name}: no open channel to send a status on${this.closed ? ` (closed: ${this.closed})` : ""}`);
+    this.ws.send(JSON.stringify({ type: "status", upgrade }));
+  }
+
+  // One pull of whatever commands are new: deploy commands, cancels, config changes,
+  // restarts and upgrades are kept apart.
   async pull(): Promise<void> {
     const r = await this.call("GET", `/agent/v1/commands?after=${this.lastSeq}`);
     if (r.status !== 200) throw new Error(`pull: ${r.status} ${JSON.stringify(r.json)}`);
@@ -129,6 +139,7 @@ export class FakeAgent {
       if (c.type === "cancel") this.cancels.set(c.deploymentId, c);
       else if (c.type === "config") this.configs.push(c);
       else if (c.type === "restart") this.restarts.push(c);
+      else if (c.type === "upgrade") this.upgrades.push(c);
       else this.commands.set(c.deploymentId, c);
       this.lastSeq = Math.max(this.lastSeq, c.seq);
     }
@@ -145,13 +156,17 @@ export class FakeAgent {
     return this.commands.get(deploymentId)!;
   }
 
-  // Pulls until a config (or restart) command not yet taken is here; takes and returns it.
+  // Pulls until a config (restart, upgrade) command not yet taken is here; takes and returns it.
   async nextConfig(ms = 15_000): Promise<ConfigCommand> {
     return this.next(this.configs, "config", ms);
   }
 
   async nextRestart(ms = 15_000): Promise<RestartCommand> {
     return this.next(this.restarts, "restart", ms);
+  }
+
+  async nextUpgrade(ms = 15_000): Promise<UpgradeCommand> {
+    return this.next(this.upgrades, "upgrade", ms);
   }
 
   private async next<T>(queue: T[], what: string, ms: number): Promise<T> {
