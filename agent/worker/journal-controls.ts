@@ -15,9 +15,12 @@ const META_CONFIG = "config"; // the newest config command's config (JSON)
 const META_RESTART_SEQ = "restartSeq"; // the seq of the newest restart command
 const META_UPGRADE = "upgrade"; // the newest upgrade command: {seq, version, sha256}
 const META_UPGRADE_HANDLED = "upgradeHandled"; // the seq of the last upgrade request taken care of
+const META_UPGRADE_TOLD = "upgradeTold"; // the seq of the last upgrade whose end state the server was told
 
 export type UpgradeRequest = { seq: number; version: string; sha256: string };
-export type Controls = { config: AgentConfig | null; restartSeq: number; upgrade: UpgradeRequest | null };
+// upgrade: the newest request not yet taken care of; untold: the newest one taken care of
+// (handed over, failed) whose end state the server has not been told.
+export type Controls = { config: AgentConfig | null; restartSeq: number; upgrade: UpgradeRequest | null; untold: UpgradeRequest | null };
 type Control = Exclude<Command, { type: "deploy" }>;
 
 export const isControl = (c: Command): c is Control => c.type !== "deploy";
@@ -46,15 +49,18 @@ export async function storeControl(tx: Tx, c: Control, seq: number, now: number)
 
 // upgrade: the newest upgrade request not yet taken care of, or null.
 export async function readControls(db: Pick<LibSQLDatabase, "select">): Promise<Controls> {
-  const rows = await db.select().from(journalMeta).where(inArray(journalMeta.key, [META_CONFIG, META_RESTART_SEQ, META_UPGRADE, META_UPGRADE_HANDLED]));
+  const rows = await db.select().from(journalMeta).where(inArray(journalMeta.key, [META_CONFIG, META_RESTART_SEQ, META_UPGRADE, META_UPGRADE_HANDLED, META_UPGRADE_TOLD]));
   const get = (k: string) => rows.find((r) => r.key === k)?.value ?? null;
   const config = get(META_CONFIG);
   const upgrade = get(META_UPGRADE) === null ? null : (JSON.parse(get(META_UPGRADE)!) as UpgradeRequest);
-  const open = upgrade !== null && upgrade.seq > Number(get(META_UPGRADE_HANDLED) ?? 0) ? upgrade : null;
-  return { config: config === null ? null : pickConfig(JSON.parse(config)), restartSeq: Number(get(META_RESTART_SEQ) ?? 0), upgrade: open };
+  const handled = Number(get(META_UPGRADE_HANDLED) ?? 0);
+  const open = upgrade !== null && upgrade.seq > handled ? upgrade : null;
+  const untold = upgrade !== null && upgrade.seq <= handled && upgrade.seq > Number(get(META_UPGRADE_TOLD) ?? 0) ? upgrade : null;
+  return { config: config === null ? null : pickConfig(JSON.parse(config)), restartSeq: Number(get(META_RESTART_SEQ) ?? 0), upgrade: open, untold };
 }
 
 export const markUpgradeHandled = (db: Pick<LibSQLDatabase, "insert">, seq: number) => setMeta(db, META_UPGRADE_HANDLED, String(seq));
+export const markUpgradeTold = (db: Pick<LibSQLDatabase, "insert">, seq: number) => setMeta(db, META_UPGRADE_TOLD, String(seq));
 
 export async function isCanceled(db: Pick<LibSQLDatabase, "select">, deploymentId: string): Promise<boolean> {
   const row = await db.select({ seq: canceledDeployments.commandSeq }).from(canceledDeployments).where(eq(canceledDeployments.deploymentId, deploymentId)).get();

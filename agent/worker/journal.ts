@@ -13,7 +13,7 @@ import { journalCommands, journalMeta, journalSteps, outbox, rejectedReports } f
 import type { AgentConfig } from "../../schema/api.ts";
 import { AgentError } from "../errors.ts";
 import { OUTPUT_CAP_BYTES } from "../steps/output-cap.ts";
-import { isCanceled, isControl, markUpgradeHandled, readControls, storeControl, type Controls } from "./journal-controls.ts";
+import { isCanceled, isControl, markUpgradeHandled, markUpgradeTold, readControls, storeControl, type Controls } from "./journal-controls.ts";
 import { deletePrunable, selectPrunable } from "./journal-prune.ts";
 import { interruptUnknown, requeueFinished, selectStepFacts, type StepFacts } from "./journal-resync.ts";
 import { insertReport, type Tx } from "./journal-tx.ts";
@@ -207,6 +207,11 @@ export class Journal {
   // The upgrade request `seq` has been carried out, handed over or has failed: never again.
   markUpgradeHandled(seq: number): Promise<void> {
     return this.#op("markUpgradeHandled", async (db) => void (await markUpgradeHandled(db, seq)));
+  }
+
+  // The server was told how the upgrade request `seq` ended (succeeded, failed, rolled back).
+  markUpgradeTold(seq: number): Promise<void> {
+    return this.#op("markUpgradeTold", async (db) => void (await markUpgradeTold(db, seq)));
   }
 
   // Was a cancel command for this deployment stored (docs/protocol.md §Cancel)?

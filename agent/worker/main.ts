@@ -98,6 +98,7 @@ async function main(): Promise<void> {
     journal,
     send: (m) => channel.send(m),
     switchTo: (version) => void shutdown(`switching to version ${version}`, EXIT_UPGRADE),
+    runningVersion: AGENT_VERSION,
     log: log.child("upgrade"),
   });
   const controls = new Controls({
@@ -199,6 +200,7 @@ async function main(): Promise<void> {
   if (process.send === undefined) log.warn("not started by a monitor: nobody will restart this worker if it dies");
   else if (!process.connected) return void shutdown("monitor gone");
 
+  await upgrades.init();
   await controls.start();
   await uploader.resumePending();
   pruner.start();

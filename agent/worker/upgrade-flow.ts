@@ -22,6 +22,7 @@ export type UpgradeFlowDeps = {
   journal: Journal;
   send: (m: { type: "status"; upgrade: UpgradeReport }) => boolean;
   switchTo: (version: string) => void; // stop this worker for the switch
+  runningVersion: string; // AGENT_VERSION of this worker
   log: Logger;
   env?: NodeJS.ProcessEnv;
 };
@@ -29,16 +30,39 @@ export type UpgradeFlowDeps = {
 export function upgradeFlow(deps: UpgradeFlowDeps) {
   const env = deps.env ?? process.env;
   const onTrial = env[UPGRADE_TO_ENV] ?? null;
-  let pending: UpgradeReport | null = rolledBackReport(env[ROLLED_BACK_ENV]);
+  const rolledBack = rolledBackReport(env[ROLLED_BACK_ENV]);
+  // The state to tell the server when the channel is (next) up, and, for an end state,
+  // the seq of its request: once told, the journal says so and no worker tells it again.
+  let pending: { report: UpgradeReport; seq: number | null } | null = null;
   let running = false;
   let resynced = false;
   let healthy = false;
+  let untoldSeq: number | null = null;
 
-  const tell = (r: UpgradeReport) => {
-    pending = deps.send({ type: "status", upgrade: r }) ? null : r;
+  const tell = (report: UpgradeReport, seq: number | null = null) => {
+    pending = { report, seq };
+    if (!deps.send({ type: "status", upgrade: report })) return;
+    pending = null;
+    if (seq !== null) deps.journal.markUpgradeTold(seq).catch((e) => deps.log.error("cannot record that the upgrade's end was told", e));
   };
 
   return {
+    // At start: an upgrade that ended without the server being told — this worker is on
+    // trial, or came back after a rollback, or the agent restarted in the middle of a
+    // switch (then the version it runs says how it went).
+    async init(): Promise<void> {
+      const { untold } = await deps.journal.controls();
+      untoldSeq = untold?.seq ?? null;
+      if (onTrial !== null || untold === null) return;
+      if (rolledBack) return tell(rolledBack, untold.seq);
+      const done = deps.runningVersion === untold.version;
+      tell(
+        done
+          ? { version: untold.version, state: "succeeded", reason: null }
+          : { version: untold.version, state: "rolled-back", reason: `the switch did not complete (the agent restarted during it); running ${deps.runningVersion}` },
+        untold.seq,
+      );
+    },
     start(req: UpgradeRequest): void {
       if (running) return;
       running = true;
@@ -49,7 +73,7 @@ export function upgradeFlow(deps: UpgradeFlowDeps) {
         {
           home: deps.home,
           api: deps.api,
-          report: tell,
+          report: (r) => tell(r, r.state === "failed" ? req.seq : null),
           markHandled: (seq) => deps.journal.markUpgradeHandled(seq),
           handOver: (sw) => {
             if (typeof process.send !== "function" || !process.connected) return false;
@@ -65,7 +89,7 @@ export function upgradeFlow(deps: UpgradeFlowDeps) {
       });
     },
     channelUp(): void {
-      if (pending) tell(pending);
+      if (pending) tell(pending.report, pending.seq);
     },
     resynced(): void {
       resynced = true;
@@ -75,7 +99,7 @@ export function upgradeFlow(deps: UpgradeFlowDeps) {
       healthy = true;
       deps.log.info(`version ${onTrial} is healthy (connected, resynced, heartbeat answered)`);
       process.send?.(HEALTHY_MESSAGE);
-      tell({ version: onTrial, state: "succeeded", reason: null });
+      tell({ version: onTrial, state: "succeeded", reason: null }, untoldSeq);
     },
   };
 }

@@ -99,6 +99,26 @@ describe("agent upgrade", () => {
     expect((await server.waitDeployment(next.json.id, 30_000)).status).toBe("succeeded");
   });
 
+  it("an agent restarted in the middle of a switch runs the old version and says the upgrade did not complete", async () => {
+    const Z = "9.3.0-hangs.1";
+    const copy = mkdtempSync(join(tmpdir(), "outpost-hangs-"));
+    copies.push(copy);
+    for (const d of ["agent", "schema", "package.json"]) cpSync(join(projectRoot, d), join(copy, d), { recursive: true });
+    const main = join(copy, "agent/worker/main.ts");
+    writeFileSync(main, `await new Promise(() => {}); // never connects\n${readFileSync(main, "utf8")}`);
+    await upload(Z, copy);
+    expect((await server.api("POST", `/api/v1/agents/${NAME}/upgrade`, { version: Z })).status).toBe(202);
+    await waitFor(async () => readFileSync(agent.logFile, "utf8").includes(`switching to version ${Z}`), 30_000, "the switch to Z");
+    await agent.stop(); // the machine restarts, say, while Z is on trial
+    agent = server.startAgent(NAME, home);
+    const told = await waitFor(async () => {
+      const v = await view();
+      return v.upgrade?.version === Z && v.upgrade.state === "rolled-back" ? v : null;
+    }, 60_000, "the interrupted switch reported");
+    expect(told.upgrade?.reason).toMatch(new RegExp(`the switch did not complete .*running ${X.replace(/\./g, "\\.")}`));
+    await waitFor(async () => (await view()).version === X, 20_000, `the agent on ${X}`);
+  });
+
   it("refuses an unknown version", async () => {
     const r = await server.api("POST", `/api/v1/agents/${NAME}/upgrade`, { version: "0.0.0-none" });
     expect(r.status).toBe(404);

@@ -3,6 +3,7 @@
 // bytes live in R2 (AGENT_PACKAGES), their row in D1 (d1/agent-versions.ts). A package is
 // accepted only if schema/agent-package.ts verifies it with a key of
 // OUTPOST_RELEASE_PUBLIC_KEYS; a version is immutable (same bytes 200, other bytes 409).
+import { storeImmutable } from "../immutable-upload.ts";
 import { z } from "zod";
 import {
   agentPackageKey,
@@ -46,24 +47,20 @@ export async function postAgentVersion(request: ApiRequest, env: Env): Promise<R
   const existing = await findAgentVersion(db, manifest.version);
   if (existing) return repeatOrConflict(existing, answer);
 
-  // Bytes first, then the row that makes them visible: a row never names a missing object.
   const row: AgentVersionRow = { version: manifest.version, sha256, platforms: JSON.stringify(manifest.platforms), size: bytes.length, uploadedAt: Date.now(), pinnedAt: null };
-  const key = agentPackageKey(row);
-  await env.AGENT_PACKAGES.put(key, bytes, { sha256, httpMetadata: { contentType: PACKAGE_CONTENT_TYPE } });
-  let inserted: boolean;
-  try {
-    inserted = await insertAgentVersion(db, row);
-  } catch (e) {
-    await env.AGENT_PACKAGES.delete(key).catch(() => undefined); // the original error is the one to report
-    throw e;
-  }
-  if (inserted) return json(answer, 201);
-
-  // Another upload of this version won the race: keep its bytes, drop ours.
-  const winner = await findAgentVersion(db, manifest.version);
-  if (!winner || agentPackageKey(winner) !== key) await env.AGENT_PACKAGES.delete(key);
-  if (!winner) throw new Error(`agent version ${manifest.version}: the insert found a row that is now gone`);
-  return repeatOrConflict(winner, answer);
+  const stored = await storeImmutable({
+    bucket: env.AGENT_PACKAGES,
+    bytes,
+    sha256,
+    contentType: PACKAGE_CONTENT_TYPE,
+    row,
+    keyOf: agentPackageKey,
+    insert: (r) => insertAgentVersion(db, r),
+    find: () => findAgentVersion(db, manifest.version),
+  });
+  if (stored.inserted) return json(answer, 201);
+  if (!stored.row) throw new Error(`agent version ${manifest.version}: the insert found a row that is now gone`);
+  return repeatOrConflict(stored.row, answer);
 }
 
 async function verifiedManifest(bytes: Uint8Array, keys: TrustedKey[]): Promise<AgentManifest> {

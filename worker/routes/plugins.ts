@@ -2,6 +2,7 @@
 // /agent/v1/plugins/:id/:version, where agents fetch a package. The package bytes live in
 // R2 (PLUGINS), their row in D1 (d1/plugins.ts). A version is immutable: the same bytes
 // again are a 200, other bytes a 409.
+import { storeImmutable } from "../immutable-upload.ts";
 import { deletePluginVersion, findPlugin, insertPlugin, listPluginSummaries, pluginObjectKey, type PluginRow } from "../../d1/plugins.ts";
 import { d1 } from "../../d1/db.ts";
 import { json } from "../../schema/http.ts";
@@ -42,21 +43,19 @@ export async function postPlugin(request: ApiRequest, env: Env): Promise<Respons
     size: bytes.length,
     uploadedAt: Date.now(),
   };
-  const key = pluginObjectKey(row);
-  await env.PLUGINS.put(key, bytes, { sha256, httpMetadata: { contentType: PACKAGE_CONTENT_TYPE } });
-  let inserted: boolean;
-  try {
-    inserted = await insertPlugin(db, row);
-  } catch (e) {
-    await env.PLUGINS.delete(key).catch(() => undefined); // the original error is the one to report
-    throw e;
-  }
-  if (inserted) return json(answer, 201);
-
-  const winner = await findPlugin(db, manifest.id, manifest.version);
-  if (!winner || pluginObjectKey(winner) !== key) await env.PLUGINS.delete(key);
-  if (!winner) throw new HttpError(409, `plug-in ${manifest.id} version ${manifest.version} was deleted while this upload ran; upload it again`);
-  return repeatOrConflict(winner, answer);
+  const stored = await storeImmutable({
+    bucket: env.PLUGINS,
+    bytes,
+    sha256,
+    contentType: PACKAGE_CONTENT_TYPE,
+    row,
+    keyOf: pluginObjectKey,
+    insert: (r) => insertPlugin(db, r),
+    find: () => findPlugin(db, manifest.id, manifest.version),
+  });
+  if (stored.inserted) return json(answer, 201);
+  if (!stored.row) throw new HttpError(409, `plug-in ${manifest.id} version ${manifest.version} was deleted while this upload ran; upload it again`);
+  return repeatOrConflict(stored.row, answer);
 }
 
 async function validPackage(bytes: Uint8Array): Promise<PluginManifest> {
