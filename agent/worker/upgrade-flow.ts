@@ -53,7 +53,9 @@ export function upgradeFlow(deps: UpgradeFlowDeps) {
     async init(): Promise<void> {
       const { untold } = await deps.journal.controls();
       untoldSeq = untold?.seq ?? null;
-      if (onTrial !== null || untold === null) return;
+      // On trial: the states before the switch may not have reached the server.
+      if (onTrial !== null) return tell({ version: onTrial, state: "switching", reason: null });
+      if (untold === null) return;
       if (rolledBack) return tell(rolledBack, untold.seq);
       const done = deps.runningVersion === untold.version;
       tell(
