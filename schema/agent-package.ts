@@ -23,6 +23,9 @@ export const AGENT_PACKAGE_FORMAT = 1;
 // Where a package's worker process is: the monitor of an upgraded agent starts it from
 // there (docs/agent-lifecycle.md §Upgrade).
 export const PACKAGE_WORKER = "lib/worker.mjs";
+// Its monitor module: after a healthy switch the running monitor hands over to it, and
+// `outpost-agent run` of any version starts it when <home>/agent-version.json names it.
+export const PACKAGE_MONITOR = "lib/monitor.mjs";
 
 // The Worker holds the upload and its unpacked tar in memory at once while it checks
 // them (128 MB per isolate): 32 + 64 MiB leaves room for the rest. One platform's

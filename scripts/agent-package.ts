@@ -4,7 +4,7 @@
 //
 // Layout of a package:
 //   bin/outpost-agent.mjs      the command: `node <package>/bin/outpost-agent.mjs register|run …`
-//   lib/*.mjs                  esbuild bundles of the CLI (+ monitor), the worker and the
+//   lib/*.mjs                  esbuild bundles of the CLI, the monitor, the worker and the
 //                              mask filter, and the chunks they share
 //   schema/migrations/journal  files the agent reads by path (see relocate())
 //   node_modules/@libsql/<platform>/  libSQL's native part, one per platform carried
@@ -29,6 +29,8 @@ import { gzipSync } from "node:zlib";
 import {
   AGENT_PACKAGE_LIMITS,
   importSigningKey,
+  PACKAGE_MONITOR,
+  PACKAGE_WORKER,
   readAgentPackage,
   writeAgentPackageTar,
   type AgentManifest,
@@ -47,6 +49,7 @@ const LIB = "lib"; // every bundle and chunk: relocated URLs are relative to thi
 // a new script started that way must be listed here (the build says so).
 const ENTRIES: Record<string, string> = {
   "outpost-agent": "agent/bin/outpost-agent.mjs",
+  monitor: "agent/monitor/monitor.ts", // PACKAGE_MONITOR: an earlier version's monitor hands over to it
   worker: "agent/worker/main.ts",
   "mask-filter": "agent/steps/mask-filter.ts",
 };
@@ -78,6 +81,9 @@ export async function buildAgentPackage(opts: BuildOptions): Promise<BuiltAgentP
   }
   const assets = new Set<string>(); // project-relative paths the agent reads by URL
   const bundles = await bundle(source, assets);
+  for (const needed of [PACKAGE_WORKER, PACKAGE_MONITOR]) {
+    if (!bundles.some((f) => f.path === needed)) throw new AgentPackageBuildError(`the build made no ${needed}, which upgraded agents start by that path`);
+  }
   const natives = nativeParts(source);
   const files: PackageFile[] = [
     ...bundles,

@@ -6,7 +6,8 @@
 // server said the agent is revoked, docs/protocol.md §Revoke) is not restarted: the
 // monitor removes the pid files and resolves EXIT_REVOKED. At start it makes the
 // home private (agent/home.ts) and hands the worker the umask `run` was started
-// with, for the steps.
+// with, for the steps. An upgraded version's monitor takes over in this process
+// (./handover.ts).
 import { fork, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { isLive, processCmdline } from "../proc.ts";
@@ -16,10 +17,17 @@ import { TOKEN_ENV } from "../args.ts";
 import { formatUmask, secureHome } from "../home.ts";
 import { checkServerUrl } from "../url-policy.ts";
 import { WorkerVersions } from "./worker-versions.ts";
+import { loadMonitor, MONITOR_HANDOVER_CONTRACT, MONITOR_HANDOVER_CONTRACTS, monitorModuleOf, type MonitorHandover, type MonitorOptions, type RunMonitor } from "./handover.ts";
+import { AGENT_VERSION } from "../version.ts";
 import { createLogger } from "../log.ts";
 import { homePaths, readCredential, readPidFile, readSettings, removePidFile, writePidFile } from "../settings.ts";
 
 const WORKER_ENTRY = fileURLToPath(new URL("../worker/main.ts", import.meta.url));
+// This module (in a package: its lib/monitor.mjs), to tell whether a recorded version's
+// monitor is this one.
+const THIS_MONITOR = fileURLToPath(new URL("./monitor.ts", import.meta.url));
+export { MONITOR_HANDOVER_CONTRACTS };
+export type { MonitorOptions };
 const STOP_GRACE_MS = 10_000;
 // A worker that stayed up this long earns a fresh restart back-off.
 export const HEALTHY_WORKER_MS = 60_000;
@@ -44,14 +52,37 @@ function waitExit(child: ChildProcess, ms: number): Promise<boolean> {
   });
 }
 
-// stepUmask: the umask `outpost-agent run` was started with, for the steps.
-export type MonitorOptions = { home: string; concurrency: number | null; retentionDays: number | null; stepUmask: number };
+// The monitor of the upgraded version recorded in the home, when it is not this one.
+async function recordedMonitor(upgrades: WorkerVersions, log: ReturnType<typeof createLogger>): Promise<{ run: RunMonitor; module: string } | null> {
+  const module = monitorModuleOf(upgrades.current.worker);
+  if (module === null || module === THIS_MONITOR) return null;
+  try {
+    return { run: await loadMonitor(module), module };
+  } catch (e) {
+    log.warn(`version ${upgrades.current.version}'s monitor cannot take over; monitor ${AGENT_VERSION} carries on`, e);
+    return null;
+  }
+}
 
 // Resolves the process exit code: 0 after SIGTERM/SIGINT, EXIT_REVOKED when the
-// worker was told the agent is revoked.
-export async function runMonitor(opts: MonitorOptions): Promise<number> {
+// worker was told the agent is revoked. `handover`: a monitor of an earlier version
+// hands its running worker over to this one (./handover.ts).
+export async function runMonitor(opts: MonitorOptions, handover?: MonitorHandover): Promise<number> {
   const log = createLogger("monitor");
   const paths = homePaths(opts.home);
+  if (handover && !MONITOR_HANDOVER_CONTRACTS.includes(handover.contract)) {
+    throw new AgentError(`monitor ${AGENT_VERSION} does not accept hand-over contract ${handover.contract}`, { contract: handover.contract });
+  }
+  // docs/agent-lifecycle.md §Upgrade: the worker this monitor runs (an upgraded version's,
+  // once one was found healthy), and the switch under way.
+  const upgrades = new WorkerVersions(paths.home, WORKER_ENTRY, log);
+  if (!opts.delegated && !handover) {
+    const recorded = await recordedMonitor(upgrades, log);
+    if (recorded) {
+      log.info(`starting the monitor of version ${upgrades.current.version} (${recorded.module}), as ${paths.home}/agent-version.json says`);
+      return recorded.run({ ...opts, delegated: true });
+    }
+  }
   const settings = readSettings(paths.home); // fail fast, before forking, on an unregistered home
   readCredential(paths.home);
   const urlCheck = checkServerUrl(settings.server, { insecure: settings.insecure });
@@ -60,13 +91,13 @@ export async function runMonitor(opts: MonitorOptions): Promise<number> {
   if (fixed > 0) log.warn(`made ${fixed} file(s) and folder(s) in ${paths.home} private to this user (an earlier version left them readable by others)`);
 
   const other = readPidFile(paths.monitorPid);
-  if (other !== null && other !== process.pid && isAgentProcess(other, "outpost-agent")) {
+  if (!handover && other !== null && other !== process.pid && isAgentProcess(other, "outpost-agent")) {
     throw new AgentError(`another monitor (pid ${other}) is running for ${paths.home}`, { pid: other });
   }
   const staleWorker = readPidFile(paths.workerPid);
   // Matched by this home on its command line: a worker from a packaged agent (lib/worker.mjs)
   // or from another version is found as well as one run from source.
-  if (staleWorker !== null && isAgentProcess(staleWorker, paths.home)) {
+  if (!handover && staleWorker !== null && isAgentProcess(staleWorker, paths.home)) {
     log.warn(`a worker of an earlier monitor (pid ${staleWorker}) is still running; waiting for it to exit`);
     const t0 = Date.now();
     while (isLive(staleWorker) && Date.now() - t0 < STOP_GRACE_MS) await sleep(100);
@@ -91,26 +122,28 @@ export async function runMonitor(opts: MonitorOptions): Promise<number> {
   let restartTimer: NodeJS.Timeout | null = null;
   let finish: (code: number) => void = () => {};
   const finished = new Promise<number>((resolve) => (finish = resolve));
-  // docs/agent-lifecycle.md §Upgrade: the worker this monitor runs (an upgraded version's,
-  // once one was found healthy), and the switch under way.
-  const upgrades = new WorkerVersions(paths.home, WORKER_ENTRY, log);
   let extraEnv: NodeJS.ProcessEnv = {};
 
   const startWorker = () => {
     restartTimer = null;
     if (stopping) return;
-    const startedAt = Date.now();
     const entry = upgrades.entry();
     const c = fork(entry, args, { env: { ...env, ...extraEnv }, stdio: ["ignore", "inherit", "inherit", "ipc"] });
     extraEnv = {};
-    child = c;
     log.info(`worker started, pid ${c.pid}${entry === WORKER_ENTRY ? "" : ` (${entry})`}`);
+    supervise(c, Date.now());
+  };
+
+  const supervise = (c: ChildProcess, startedAt: number) => {
+    child = c;
     c.on("error", (e) => log.error(`worker process ${c.pid}`, e));
     upgrades.started(() => {
       c.kill("SIGTERM");
       setTimeout(() => c.exitCode === null && c.signalCode === null && c.kill("SIGKILL"), STOP_GRACE_MS).unref();
     });
-    c.on("message", (m) => upgrades.message(m));
+    c.on("message", (m) => {
+      if (upgrades.message(m)) void handOver(c, startedAt);
+    });
     c.on("exit", (code, signal) => {
       if (c.pid) removePidFile(paths.workerPid, c.pid);
       if (stopping) return;
@@ -146,8 +179,35 @@ export async function runMonitor(opts: MonitorOptions): Promise<number> {
     });
   };
 
-  log.info(`monitor started (pid ${process.pid}, home ${paths.home})`);
-  startWorker();
+  // After a healthy switch: the new version's monitor takes this process over, with the
+  // worker running. Until it has loaded, this monitor carries on as if nothing happened.
+  const handOver = async (c: ChildProcess, startedAt: number) => {
+    const recorded = await recordedMonitor(upgrades, log);
+    if (!recorded || stopping) return;
+    stopping = true; // this monitor starts, restarts and stops nothing from now on
+    process.off("SIGTERM", onSigterm);
+    process.off("SIGINT", onSigint);
+    if (restartTimer) clearTimeout(restartTimer);
+    const running = child === c && c.exitCode === null && c.signalCode === null ? c : null;
+    for (const event of ["exit", "message", "error"]) child?.removeAllListeners(event);
+    log.info(`handing over to the monitor of version ${upgrades.current.version} (${recorded.module})`);
+    const taken: MonitorHandover = { contract: MONITOR_HANDOVER_CONTRACT, from: AGENT_VERSION, worker: running, workerStartedAt: startedAt };
+    recorded.run({ ...opts, delegated: true }, taken).then(finish, (e: unknown) => {
+      log.error(`the monitor of version ${upgrades.current.version} failed to take over; stopping`, e);
+      running?.kill("SIGTERM");
+      finish(1);
+    });
+  };
+
+  if (handover) {
+    const w = handover.worker;
+    log.info(`monitor ${AGENT_VERSION} took over from monitor ${handover.from} (pid ${process.pid})${w ? `, with worker ${w.pid}` : ""}`);
+    if (w && w.exitCode === null && w.signalCode === null) supervise(w, handover.workerStartedAt);
+    else startWorker();
+  } else {
+    log.info(`monitor ${AGENT_VERSION} started (pid ${process.pid}, home ${paths.home})`);
+    startWorker();
+  }
 
   const stop = async (signal: string) => {
     if (stopping) return;
@@ -168,7 +228,13 @@ export async function runMonitor(opts: MonitorOptions): Promise<number> {
     log.info("stopped");
     finish(0);
   };
-  process.on("SIGTERM", () => void stop("SIGTERM"));
-  process.on("SIGINT", () => void stop("SIGINT"));
+  function onSigterm() {
+    void stop("SIGTERM");
+  }
+  function onSigint() {
+    void stop("SIGINT");
+  }
+  process.on("SIGTERM", onSigterm);
+  process.on("SIGINT", onSigint);
   return finished;
 }

@@ -34,6 +34,11 @@ export class WorkerVersions {
     this.#current = this.#read() ?? { version: null, worker: sourceWorker };
   }
 
+  // The version this monitor runs when no switch is under way.
+  get current(): Readonly<Running> {
+    return this.#current;
+  }
+
   entry(): string {
     return this.#trial?.worker ?? this.#current.worker;
   }
@@ -43,10 +48,11 @@ export class WorkerVersions {
     this.#stopWorker = stop;
   }
 
-  message(m: unknown): void {
+  // True when the message made the version on trial the current one.
+  message(m: unknown): boolean {
     if (isSwitchRequest(m)) {
       this.#requested = m;
-      return;
+      return false;
     }
     if (isHealthyMessage(m) && this.#trial) {
       const t = this.#trial;
@@ -55,7 +61,9 @@ export class WorkerVersions {
       this.#current = { version: t.version, worker: t.worker };
       writeFileAtomic(this.#file, JSON.stringify(this.#current) + "\n");
       this.#log.info(`upgrade to ${t.version} succeeded: its worker is healthy`);
+      return true;
     }
+    return false;
   }
 
   // The worker exited: the environment of the next one when a switch starts or ends,

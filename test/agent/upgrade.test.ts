@@ -2,7 +2,9 @@
 // - the checkout packaged as version X and uploaded; a running agent upgraded while one
 //   of its steps sleeps: the agent reports X, the step ends once with its whole output;
 // - a copy of the tree whose worker exits at start, packaged as Y: the upgrade ends
-//   `rolled-back`, the agent is back on X and runs the next deployment.
+//   `rolled-back`, the agent is back on X and runs the next deployment;
+// - the monitor hands over to X's monitor in the same process (pid kept, worker adopted),
+//   which supervises from then on, and a restarted agent starts X's monitor.
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -10,7 +12,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildAgentPackage, readSigningKey } from "../../scripts/agent-package.ts";
 import { RELEASE_KEY_FILE } from "../../scripts/local-state.ts";
 import { projectRoot, TestServer, waitFor, type Proc } from "../support/local-server.ts";
-import { killGroups, readPid } from "../support/pids.ts";
+import { isRunning, killGroups, readPid } from "../support/pids.ts";
+import { AGENT_VERSION } from "../../agent/version.ts";
 
 const X = "9.1.0-upgrade.1";
 const Y = "9.2.0-broken.1";
@@ -70,11 +73,31 @@ describe("agent upgrade", () => {
     }, 60_000, `the agent on ${X}`);
     expect(done.upgrade).toMatchObject({ version: X, state: "succeeded", reason: null });
     expect(JSON.parse(readFileSync(join(home, "agent-version.json"), "utf8"))).toMatchObject({ version: X });
+    // The monitor itself is upgraded: X's monitor took this process over, worker and all.
+    const log = await waitFor(async () => {
+      const text = readFileSync(agent.logFile, "utf8");
+      return text.includes(`monitor ${X} took over`) ? text : null;
+    }, 20_000, `X's monitor taking over`);
+    expect(log).toContain(`handing over to the monitor of version ${X}`);
+    const worker = readPid(join(home, "worker.pid"));
+    expect(log).toMatch(new RegExp(`monitor ${X.replace(/\./g, "\\.")} took over from monitor ${AGENT_VERSION.replace(/\./g, "\\.")} \\(pid ${agent.pid}\\), with worker ${worker}\\b`));
+    expect(readPid(join(home, "monitor.pid"))).toBe(agent.pid);
 
     const ended = await server.waitDeployment(created.json.id, 30_000);
     expect(ended.status).toBe("succeeded");
     expect((await server.api("GET", `/api/v1/deployments/${ended.id}/steps/${step.id}/log`)).text).toBe("before\nafter\n");
     expect(readFileSync(marker, "utf8")).toBe("run\n");
+  });
+
+  it("X's monitor supervises after the hand-over: a killed worker is restarted on X", async () => {
+    const worker = readPid(join(home, "worker.pid"))!;
+    process.kill(worker, "SIGKILL");
+    const next = await waitFor(async () => {
+      const p = readPid(join(home, "worker.pid"));
+      return p !== null && p !== worker ? p : null;
+    }, 20_000, "a new worker");
+    expect(readFileSync(agent.logFile, "utf8")).toMatch(new RegExp(`worker ${worker} exited \\(SIGKILL\\)`));
+    await waitFor(async () => (await view()).version === X, 20_000, `the restarted worker (${next}) on ${X}`);
   });
 
   it("rolls back from a version whose worker exits at start; the agent stays on X and keeps working", async () => {
@@ -117,10 +140,19 @@ describe("agent upgrade", () => {
     }, 60_000, "the interrupted switch reported");
     expect(told.upgrade?.reason).toMatch(new RegExp(`the switch did not complete .*running ${X.replace(/\./g, "\\.")}`));
     await waitFor(async () => (await view()).version === X, 20_000, `the agent on ${X}`);
+    // Started from the checkout's command, the agent runs the monitor of the version it upgraded to.
+    expect(readFileSync(agent.logFile, "utf8")).toMatch(new RegExp(`starting the monitor of version ${X.replace(/\./g, "\\.")} \\(.*/lib/monitor\\.mjs\\)`));
   });
 
   it("refuses an unknown version", async () => {
     const r = await server.api("POST", `/api/v1/agents/${NAME}/upgrade`, { version: "0.0.0-none" });
     expect(r.status).toBe(404);
+  });
+
+  it("the upgraded monitor stops its worker and itself on SIGTERM", async () => {
+    const worker = readPid(join(home, "worker.pid"))!;
+    process.kill(agent.pid, "SIGTERM"); // the monitor alone, as systemd would
+    expect(await agent.exited).toBe(0);
+    await waitFor(async () => !isRunning(worker), 15_000, `worker ${worker} stopped`);
   });
 });
