@@ -15,6 +15,7 @@ import { z } from "zod";
 import { describeZodError } from "./errors.ts";
 import { semver } from "./plugin.ts";
 import { sha256Hex } from "./plugin-package.ts";
+import { GunzipError, gunzipCapped } from "./gzip.ts";
 import { readTar, TarError, writeTar, type TarEntry, type TarWriteEntry } from "./tar.ts";
 
 export const AGENT_MANIFEST_FILE = "outpost-agent-manifest.json";
@@ -186,7 +187,13 @@ export async function writeAgentPackageTar(input: AgentPackageInput, key: Signin
 export async function readAgentPackage(bytes: Uint8Array, trusted: readonly TrustedKey[]): Promise<AgentPackage> {
   if (trusted.length === 0) throw new ReleaseKeyError("no trusted release key to verify the package with");
   if (bytes.length > AGENT_PACKAGE_LIMITS.packageBytes) throw malformed(`the package is larger than ${AGENT_PACKAGE_LIMITS.packageBytes} bytes`);
-  const tar = await gunzipCapped(bytes, AGENT_PACKAGE_LIMITS.unpackedBytes);
+  let tar: Uint8Array;
+  try {
+    tar = await gunzipCapped(bytes, AGENT_PACKAGE_LIMITS.unpackedBytes);
+  } catch (e) {
+    if (e instanceof GunzipError) throw malformed(e.message, e);
+    throw e;
+  }
   let raw: TarEntry[];
   try {
     raw = readTar(tar);
@@ -306,34 +313,6 @@ function parseManifest(bytes: Uint8Array): AgentManifest {
   const parsed = agentManifest.safeParse(value);
   if (!parsed.success) throw malformed(`${AGENT_MANIFEST_FILE}: ${describeZodError(parsed.error)}`);
   return parsed.data;
-}
-
-// As schema/plugin-package.ts: the gzip trailer's ISIZE sizes one buffer; output past it
-// or past `cap` is refused as it comes, so memory stays within the package plus `cap`.
-async function gunzipCapped(bytes: Uint8Array, cap: number): Promise<Uint8Array> {
-  if (bytes.length < 18 || bytes[0] !== 0x1f || bytes[1] !== 0x8b) throw malformed("the package is not a gzip file (a .tar.gz is expected)");
-  const declared = new DataView(bytes.buffer, bytes.byteOffset + bytes.length - 4, 4).getUint32(0, true);
-  if (declared > cap) throw malformed(`the package unpacks to more than ${cap} bytes (or its gzip trailer is damaged)`);
-  const out = new Uint8Array(declared);
-  const reader = new Blob([bytes as Uint8Array<ArrayBuffer>]).stream().pipeThrough(new DecompressionStream("gzip")).getReader();
-  let total = 0;
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      if (total + value.byteLength > declared) {
-        await reader.cancel().catch(() => undefined); // refusing already; a failed cancel changes nothing
-        throw malformed("the package is not valid gzip data: it unpacks to more than its trailer says (a package is a single gzip stream)");
-      }
-      out.set(value, total);
-      total += value.byteLength;
-    }
-  } catch (e) {
-    if (e instanceof AgentPackageError) throw e;
-    throw malformed(`the package is not valid gzip data: ${(e as Error).message}`, e);
-  }
-  if (total !== declared) throw malformed("the package is not valid gzip data: its size trailer does not match its data");
-  return out;
 }
 
 // ---- base64 (atob/btoa exist in both runtimes) -----------------------------------

@@ -11,6 +11,7 @@
 // - devices, fifos and unknown entry types are refused; modes keep rwx bits only.
 import { describeZodError } from "./errors.ts";
 import { MANIFEST_FILE, PLUGIN_LIMITS, pluginManifest, type PluginManifest } from "./plugin.ts";
+import { GunzipError, gunzipCapped } from "./gzip.ts";
 import { readTar, TarError, type TarEntry } from "./tar.ts";
 
 export type PackageEntry = { path: string; type: "file" | "directory" | "symlink"; mode: number; data?: Uint8Array; linkTarget?: string };
@@ -30,7 +31,13 @@ const MAX_SYMLINK_HOPS = 40; // as Linux's own limit
 
 export async function readPluginPackage(bytes: Uint8Array): Promise<PluginPackage> {
   if (bytes.length > PLUGIN_LIMITS.packageBytes) throw new PluginPackageError(`the package is larger than ${PLUGIN_LIMITS.packageBytes} bytes`);
-  const tar = await gunzipCapped(bytes, PLUGIN_LIMITS.unpackedBytes + TAR_OVERHEAD_BYTES);
+  let tar: Uint8Array;
+  try {
+    tar = await gunzipCapped(bytes, PLUGIN_LIMITS.unpackedBytes + TAR_OVERHEAD_BYTES, PLUGIN_LIMITS.unpackedBytes);
+  } catch (e) {
+    if (e instanceof GunzipError) throw new PluginPackageError(e.message, { cause: e });
+    throw e;
+  }
   let raw: TarEntry[];
   try {
     raw = readTar(tar);
@@ -47,40 +54,6 @@ export async function readPluginPackage(bytes: Uint8Array): Promise<PluginPackag
 export async function sha256Hex(bytes: Uint8Array): Promise<string> {
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>));
   return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-// The gzip trailer's ISIZE (the unpacked length, mod 2^32) sizes one buffer up front, and
-// output past it is refused as soon as it comes: memory never exceeds `cap` plus the
-// package itself (a Worker has 128 MB). A trailer claiming more than `cap` (a bomb, or a
-// truncated file whose last bytes are not a trailer) is inflated without keeping the
-// output, to tell which. A package is therefore one gzip stream, as `tar czf` writes.
-async function gunzipCapped(bytes: Uint8Array, cap: number): Promise<Uint8Array> {
-  if (bytes.length < 18 || bytes[0] !== 0x1f || bytes[1] !== 0x8b) throw new PluginPackageError("the package is not a gzip file (a .tar.gz is expected)");
-  const declared = new DataView(bytes.buffer, bytes.byteOffset + bytes.length - 4, 4).getUint32(0, true);
-  const out = declared <= cap ? new Uint8Array(declared) : null;
-  const reader = new Blob([bytes as Uint8Array<ArrayBuffer>]).stream().pipeThrough(new DecompressionStream("gzip")).getReader();
-  let total = 0;
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      if (total + value.byteLength > Math.min(declared, cap)) {
-        await reader.cancel().catch(() => undefined); // we are refusing; a failed cancel changes nothing
-        throw new PluginPackageError(
-          total + value.byteLength > cap
-            ? `the package unpacks to more than ${PLUGIN_LIMITS.unpackedBytes} bytes`
-            : "the package is not valid gzip data: it unpacks to more than its trailer says (a package is a single gzip stream)",
-        );
-      }
-      out?.set(value, total);
-      total += value.byteLength;
-    }
-  } catch (e) {
-    if (e instanceof PluginPackageError) throw e;
-    throw new PluginPackageError(`the package is not valid gzip data: ${(e as Error).message}`, { cause: e });
-  }
-  if (!out) throw new PluginPackageError("the package is not valid gzip data: its size trailer does not match its data");
-  return out.subarray(0, total);
 }
 
 // "./a//b/" → ["a", "b"]; null for the root itself ("." or "./").

@@ -4,24 +4,24 @@
 // transaction. One connection, and every operation serialized, so
 // read-decide-write sequences never interleave.
 import { createClient, type Client } from "@libsql/client";
-import { and, asc, eq, inArray, isNotNull, isNull, lt, ne, sql } from "drizzle-orm";
+import { and, asc, eq, isNotNull, isNull, lt, ne, sql } from "drizzle-orm";
 import { drizzle, type LibSQLDatabase } from "drizzle-orm/libsql";
 import { migrate } from "drizzle-orm/libsql/migrator";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { command as commandSchema, type Command, type Report } from "../../schema/agent-api.ts";
-import { journalCommands, journalMeta, journalSteps, outbox, rejectedReports } from "../../schema/journal.ts";
+import { command as commandSchema, type Command } from "../../schema/agent-api.ts";
+import { journalCommands, journalMeta, journalSteps, rejectedReports } from "../../schema/journal.ts";
 import type { AgentConfig } from "../../schema/api.ts";
 import { AgentError } from "../errors.ts";
 import { OUTPUT_CAP_BYTES } from "../steps/output-cap.ts";
 import { isCanceled, isControl, markUpgradeHandled, markUpgradeTold, readControls, storeControl, type Controls } from "./journal-controls.ts";
+import { countOutbox, deleteReports, outboxIds, peekOutbox, selectRejected, setAsideRejected, type OutboxEntry, type RejectedReport } from "./journal-outbox.ts";
 import { deletePrunable, selectPrunable } from "./journal-prune.ts";
 import { interruptUnknown, requeueFinished, selectStepFacts, type StepFacts } from "./journal-resync.ts";
 import { insertReport, type Tx } from "./journal-tx.ts";
 import { finishedReport, NO_RECORD_REASON, startedReport, type StepOutcome } from "./reports.ts";
 
 export type StepRow = typeof journalSteps.$inferSelect;
-export type OutboxEntry = { order: number; id: string; report: Report; createdAt: number };
-export type RejectedReport = typeof rejectedReports.$inferSelect;
+export type { OutboxEntry, RejectedReport } from "./journal-outbox.ts";
 
 // A pulled command (agent/worker/command-intake.ts): valid, to run; or never to
 // run and stored as ended so that it is acknowledged, with a final report for every
@@ -335,42 +335,25 @@ export class Journal {
   // ---- outbox ----
 
   outboxCount(): Promise<number> {
-    return this.#op("outboxCount", async (db) => {
-      const row = await db.select({ n: sql<number>`count(*)` }).from(outbox).get();
-      return Number(row?.n ?? 0);
-    });
+    return this.#op("outboxCount", countOutbox);
   }
 
   peekOutbox(limit: number): Promise<OutboxEntry[]> {
-    return this.#op("peekOutbox", async (db) => {
-      const rows = await db.select().from(outbox).orderBy(asc(outbox.order)).limit(limit);
-      return rows.map((r) => ({ order: r.order, id: r.id, report: JSON.parse(r.body) as Report, createdAt: r.createdAt }));
-    });
+    return this.#op("peekOutbox", (db) => peekOutbox(db, limit));
   }
 
-  // A report the server refused on its own (422) leaves the outbox, so the reports
-  // behind it can go, and is kept in rejected_reports for a human to look at (for the retention period).
+  // A report the server refused on its own (422), set aside (agent/worker/journal-outbox.ts).
   rejectReport(id: string, status: number, error: string | null, now = Date.now()): Promise<boolean> {
-    return this.#tx("rejectReport", async (tx) => {
-      const row = await tx.select().from(outbox).where(eq(outbox.id, id)).get();
-      if (!row) return false;
-      const values = { id, body: row.body, status, error: error?.slice(0, 1000) ?? null, rejectedAt: now };
-      await tx.insert(rejectedReports).values(values).onConflictDoUpdate({ target: rejectedReports.id, set: values });
-      await tx.delete(outbox).where(eq(outbox.id, id));
-      return true;
-    });
+    return this.#tx("rejectReport", (tx) => setAsideRejected(tx, id, status, error, now));
   }
 
   rejectedReports(): Promise<RejectedReport[]> {
-    return this.#op("rejectedReports", (db) => db.select().from(rejectedReports).orderBy(asc(rejectedReports.rejectedAt)));
+    return this.#op("rejectedReports", selectRejected);
   }
 
   // Ids of the reports in the outbox, oldest first (hello.reports).
   outboxIds(limit: number): Promise<string[]> {
-    return this.#op("outboxIds", async (db) => {
-      const rows = await db.select({ id: outbox.id }).from(outbox).orderBy(asc(outbox.order)).limit(limit);
-      return rows.map((r) => r.id);
-    });
+    return this.#op("outboxIds", (db) => outboxIds(db, limit));
   }
 
   // ---- resync (docs/protocol.md §Resync) ----
@@ -395,8 +378,6 @@ export class Journal {
 
   deleteReports(ids: string[]): Promise<void> {
     if (ids.length === 0) return Promise.resolve();
-    return this.#op("deleteReports", async (db) => {
-      await db.delete(outbox).where(inArray(outbox.id, ids));
-    });
+    return this.#op("deleteReports", (db) => deleteReports(db, ids));
   }
 }
