@@ -8,7 +8,7 @@
 // why. Running steps are detached processes: whichever worker comes next re-attaches.
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { EXIT_UPGRADE } from "../errors.ts";
+import { EXIT_RESTART, EXIT_UPGRADE } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { writeFileAtomic } from "../settings.ts";
 import { DEFAULT_UPGRADE_HEALTH_MS, isHealthyMessage, isSwitchRequest, ROLLED_BACK_ENV, UPGRADE_HEALTH_ENV, UPGRADE_TO_ENV, type SwitchRequest } from "../upgrade-protocol.ts";
@@ -69,6 +69,12 @@ export class WorkerVersions {
   // The worker exited: the environment of the next one when a switch starts or ends,
   // null for an ordinary exit (the monitor's own restart rules apply).
   exited(code: number | null, signal: string | null): { env: NodeJS.ProcessEnv } | null {
+    if (this.#trial && code === EXIT_RESTART && !this.#missedDeadline) {
+      // The server asked for a restart while the new version was on trial: restart the
+      // same version, still on trial, with the deadline it had (a restart is no verdict).
+      this.#log.info(`the worker of version ${this.#trial.version} restarts on the server's request; still on trial`);
+      return { env: { [UPGRADE_TO_ENV]: this.#trial.version } };
+    }
     if (this.#trial) {
       const t = this.#trial;
       clearTimeout(t.timer);
