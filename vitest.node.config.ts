@@ -6,7 +6,7 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   test: {
     name: "node",
-    include: ["agent/**/*.test.ts", "schema/**/*.test.ts", "scripts/**/*.test.ts", "test/agent/**/*.test.ts", "test/e2e/**/*.test.ts", "test/web/**/*.test.ts", "test/chaos/**/*.test.ts", "test/plugins/**/*.test.ts"],
+    include: ["agent/**/*.test.ts", "schema/**/*.test.ts", "scripts/**/*.test.ts", "test/agent/**/*.test.ts", "test/e2e/**/*.test.ts", "test/web/**/*.test.ts", "test/chaos/**/*.test.ts", "test/plugins/**/*.test.ts", "bench/**/*.test.ts"],
     testTimeout: 120_000,
     hookTimeout: 120_000,
     fileParallelism: false,

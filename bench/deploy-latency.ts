@@ -14,7 +14,11 @@ import { rmSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { performance } from "node:perf_hooks";
 import { WebSocket, WebSocketServer } from "ws";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { TRACE_ENV } from "../agent/trace.ts";
 import { TestServer, type Proc } from "../test/support/local-server.ts";
+import { parseTrace, PHASES, phasesOf, type Window } from "./latency-breakdown.ts";
 
 const STEPS = positiveInt("BENCH_STEPS", 200);
 const POLL_MS = positiveInt("BENCH_POLL_MS", 5);
@@ -86,14 +90,17 @@ async function spawnTimes(n: number): Promise<number[]> {
 
 // total: POST sent → terminal status seen; post: POST sent → 201; run: the step's
 // own startedAt → finishedAt as the agent recorded them (same machine, same clock).
-type Sample = { total: number; post: number; run: number };
+type Sample = { total: number; post: number; run: number; window: Window };
+const epoch = () => performance.timeOrigin + performance.now();
 
 async function deployOnce(server: TestServer, i: number): Promise<Sample> {
   const t0 = performance.now();
+  const postAt = epoch();
   const r = await server.api("POST", "/api/v1/deployments", {
     name: `bench-${i}`, agents: [AGENT], steps: [{ name: "noop", type: "shell", command: "true" }],
   });
   const post = performance.now() - t0;
+  const acceptedAt = epoch();
   if (r.status !== 201) throw new Error(`POST /api/v1/deployments: ${r.status} ${r.text}`);
   const id: string = r.json.id;
   for (;;) {
@@ -102,8 +109,9 @@ async function deployOnce(server: TestServer, i: number): Promise<Sample> {
     const step = g.json.steps[0];
     if (step && TERMINAL.has(step.status)) {
       const total = performance.now() - t0;
+      const seenAt = epoch();
       if (step.status !== "succeeded") throw new Error(`deployment ${id}: step ${step.status} (exit ${step.exitCode}, ${step.reason})`);
-      return { total, post, run: Date.parse(step.finishedAt) - Date.parse(step.startedAt) };
+      return { total, post, run: Date.parse(step.finishedAt) - Date.parse(step.startedAt), window: { postAt, acceptedAt, seenAt } };
     }
     if (performance.now() - t0 > 60_000) throw new Error(`deployment ${id} not finished after 60 s (step ${step?.status})`);
     await sleep(POLL_MS);
@@ -148,6 +156,8 @@ try {
   console.log(`Starting a local server and agent (work dir ${server.work})…`);
   await server.start();
   const home = await server.registerAgent(AGENT);
+  const traceFile = join(server.work, "agent-trace.txt");
+  process.env[TRACE_ENV] = traceFile; // the agent's timing marks, for the breakdown
   agent = server.startAgent(AGENT, home);
   await server.waitAgentOnline(AGENT);
 
@@ -165,6 +175,11 @@ try {
     if ((i + 1) % 50 === 0) console.log(`  ${i + 1}/${STEPS}`);
   }
 
+  const marks = parseTrace(readFileSync(traceFile, "utf8"));
+  const broken = samples.map((s) => phasesOf(s.window, marks)).filter((p) => p !== null);
+  const totals = stats(samples.map((s) => s.total));
+  const goal = (label: string, value: number, max: number) => `${label} ${value.toFixed(1)} ms (goal ≤ ${max} ms: ${value <= max ? "met" : "MISSED"})`;
+
   console.log(`
 Outpost deploy latency: ${STEPS} sequential one-step deployments (\`true\`) to 1 local agent, server under wrangler dev
 
@@ -175,6 +190,13 @@ ${table([
   ["floor: raw ws round trip, 127.0.0.1", wsStats],
   ["floor: spawn /bin/sh -c true -> exit", spawnStats],
 ])}
+
+${goal("p50", totals.p50, 20)}, ${goal("p99", totals.p99, 60)}
+
+Where the time goes (${broken.length} of ${samples.length} deployments with every mark; agent marks from ${TRACE_ENV}):
+${broken.length === 0 ? "(no deployment had every mark: see the trace file)" : table(PHASES.map(([name, what]) => [`${name.padEnd(8)} ${what}`, stats(broken.map((p) => p[name]))]))}
+Medians do not add up exactly to the total's median. Also: POST → 201 (the API's answer,
+in parallel with the path above) p50 ${stats(samples.map((s) => s.post)).p50.toFixed(1)} ms.
 
 The result is detected by polling GET /api/v1/deployments/:id every ${POLL_MS} ms, so each
 deployment figure includes up to ~${POLL_MS} ms of polling delay (plus the GET itself).`);

@@ -61,13 +61,27 @@ function wireStep(s: StepToDispatch) {
 
 // Also says whether the deployment was canceled meanwhile (same statement, no extra read).
 export async function markDispatched(env: { DB: D1Database }, t: { deploymentId: string; agentId: string }, now: number): Promise<{ canceled: boolean }> {
-  const row = await d1(env)
+  const [canceled] = await markManyDispatched(env, t.deploymentId, [t.agentId], now);
+  return { canceled: canceled !== undefined };
+}
+
+// The same for many targets of one deployment in one statement: returns the agents the
+// mark found canceled meanwhile (they are told of the cancel by the caller).
+export async function markManyDispatched(env: { DB: D1Database }, deploymentId: string, agentIds: readonly string[], now: number): Promise<string[]> {
+  if (agentIds.length === 0) return [];
+  const rows = await d1(env)
     .update(deploymentTargets)
     .set({ dispatchedAt: now })
-    .where(and(eq(deploymentTargets.deploymentId, t.deploymentId), eq(deploymentTargets.agentId, t.agentId), isNull(deploymentTargets.dispatchedAt)))
-    .returning({ canceledAt: sql<number | null>`(SELECT canceled_at FROM deployments WHERE id = ${t.deploymentId})` })
-    .get();
-  return { canceled: row !== undefined && row.canceledAt !== null };
+    .where(
+      and(
+        eq(deploymentTargets.deploymentId, deploymentId),
+        sql`${deploymentTargets.agentId} IN (SELECT value FROM json_each(${JSON.stringify(agentIds)}))`,
+        isNull(deploymentTargets.dispatchedAt),
+      ),
+    )
+    .returning({ agentId: deploymentTargets.agentId, canceledAt: sql<number | null>`(SELECT canceled_at FROM deployments WHERE id = ${deploymentId})` })
+    .all();
+  return rows.filter((r) => r.canceledAt !== null).map((r) => r.agentId);
 }
 
 // Undispatched targets of live (not revoked) agents, rebuilt from D1 rows alone.
@@ -106,11 +120,13 @@ export async function undispatchedTargets(
     .orderBy(asc(deployments.createdAt))
     .limit(limit)
     .all();
-  const targets: DispatchTarget[] = [];
-  for (const r of rows) {
-    // Indexed by (deployment_id, agent_id, position): one small read per target.
+  // The steps of a page's targets: one indexed read per deployment in the page.
+  const stepsOf = new Map<string, StepToDispatch[]>();
+  for (const deploymentId of new Set(rows.map((r) => r.deploymentId))) {
+    const agentIds = rows.filter((r) => r.deploymentId === deploymentId).map((r) => r.agentId);
     const steps = await db
       .select({
+        agentId: deploymentSteps.agentId,
         id: deploymentSteps.id,
         position: deploymentSteps.position,
         name: deploymentSteps.name,
@@ -121,9 +137,18 @@ export async function undispatchedTargets(
         retry: deploymentSteps.retry,
       })
       .from(deploymentSteps)
-      .where(and(eq(deploymentSteps.deploymentId, r.deploymentId), eq(deploymentSteps.agentId, r.agentId)))
-      .orderBy(asc(deploymentSteps.position))
+      .where(and(eq(deploymentSteps.deploymentId, deploymentId), sql`${deploymentSteps.agentId} IN (SELECT value FROM json_each(${JSON.stringify(agentIds)}))`))
+      .orderBy(asc(deploymentSteps.agentId), asc(deploymentSteps.position))
       .all();
+    for (const { agentId, ...step } of steps) {
+      const key = `${deploymentId} ${agentId}`;
+      if (!stepsOf.has(key)) stepsOf.set(key, []);
+      stepsOf.get(key)!.push(step);
+    }
+  }
+  const targets: DispatchTarget[] = [];
+  for (const r of rows) {
+    const steps = stepsOf.get(`${r.deploymentId} ${r.agentId}`) ?? [];
     if (steps.length === 0) {
       console.error(`deployment target ${r.commandId} has no steps; not dispatching`);
       continue;

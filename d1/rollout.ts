@@ -100,12 +100,18 @@ export async function markCancelSent(db: D1Database, deploymentId: string, agent
   ).run();
 }
 
-// Open deployments a coordinator must look after: more than one wave, or a cancel to
-// carry. The cron pokes their coordinators in case the first poke was lost.
-export async function coordinatedOpenDeployments(db: D1Database, limit = 50): Promise<string[]> {
+// Open deployments a coordinator must look after: more than one wave, a cancel to
+// carry, or targets not dispatched yet (a large first wave is the coordinator's). The cron pokes their coordinators in case the first poke was lost.
+// `undispatchedBefore`: only deployments created before it count for their undispatched
+// targets (a younger one's first dispatch may still be running).
+export async function coordinatedOpenDeployments(db: D1Database, undispatchedBefore: number, limit = 50): Promise<string[]> {
   const rows = await prepared(
     db,
-    sql`SELECT id FROM deployments WHERE status IN ${OPEN} AND (waves > 1 OR canceled_at IS NOT NULL) ORDER BY updated_at LIMIT ${limit}`,
+    sql`SELECT id FROM deployments WHERE status IN ${OPEN}
+          AND (waves > 1 OR canceled_at IS NOT NULL
+               OR (created_at < ${undispatchedBefore}
+                   AND EXISTS (SELECT 1 FROM deployment_targets t WHERE t.deployment_id = deployments.id AND t.dispatched_at IS NULL)))
+        ORDER BY updated_at LIMIT ${limit}`,
   ).all<{ id: string }>();
   return rows.results.map((r) => r.id);
 }

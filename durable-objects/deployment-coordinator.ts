@@ -1,6 +1,6 @@
-// One Durable Object per deployment that has more than one wave or was canceled: it
-// carries the deployment forward after the POST has answered (docs/api.md §Rollout,
-// §Cancel). D1 holds the state; this object serializes the passes over it and keeps an
+// One Durable Object per deployment that has more than one wave, more targets than the
+// POST dispatches itself, or was canceled: it carries the deployment forward after the
+// POST has answered (docs/api.md §Rollout, §Cancel; docs/protocol.md §Dispatch). D1 holds the state; this object serializes the passes over it and keeps an
 // alarm while the deployment is open, so a lost poke only delays it. A pass: send the
 // cancel to agents holding its commands, or dispatch the current wave's targets;
 // then, once the current wave has ended, move to the next wave or stop the rollout.
@@ -17,6 +17,7 @@ const KEY_DEPLOYMENT = "deploymentId";
 const SAFETY_PASS_MS = 30_000;
 const RETRY_PASS_MS = 5_000;
 const MAX_STEPS_PER_PASS = 50;
+const DISPATCH_PAGE = 200; // targets read from D1 at once
 
 export class DeploymentCoordinator extends DurableObject<Cloudflare.Env> {
   #running: Promise<void> | null = null;
@@ -55,6 +56,9 @@ export class DeploymentCoordinator extends DurableObject<Cloudflare.Env> {
   async #pass(): Promise<void> {
     const id = (await this.ctx.storage.get<string>(KEY_DEPLOYMENT))!;
     const db = this.env.DB;
+    // A pass cut short (the object evicted mid-dispatch) is taken up again by this alarm;
+    // a pass that ends sets the alarm it needs.
+    await this.ctx.storage.setAlarm(Date.now() + RETRY_PASS_MS);
     let retrySoon = false;
     let watch = false; // a later wave waits for this one to end
     for (let i = 0; i < MAX_STEPS_PER_PASS; i++) {
@@ -68,8 +72,7 @@ export class DeploymentCoordinator extends DurableObject<Cloudflare.Env> {
       }
       if (!state.open) break;
       watch = state.currentWave < state.waves;
-      const targets = await undispatchedTargets(this.env, { deploymentId: id });
-      if (targets.length > 0) retrySoon ||= (await dispatchAll(this.env, targets)).failed > 0;
+      retrySoon ||= await this.#dispatchCurrentWave(id);
       const action = nextRolloutAction(state);
       if (action.kind === "wait") break;
       if (action.kind === "advance") {
@@ -82,6 +85,17 @@ export class DeploymentCoordinator extends DurableObject<Cloudflare.Env> {
     }
     if (retrySoon || watch) await this.ctx.storage.setAlarm(Date.now() + (retrySoon ? RETRY_PASS_MS : SAFETY_PASS_MS));
     else await this.ctx.storage.deleteAlarm();
+  }
+
+  // Every undispatched target of the waves started so far, page by page. True when
+  // some could not be dispatched (the alarm tries again soon).
+  async #dispatchCurrentWave(id: string): Promise<boolean> {
+    for (;;) {
+      const targets = await undispatchedTargets(this.env, { deploymentId: id }, DISPATCH_PAGE);
+      if (targets.length === 0) return false;
+      if ((await dispatchAll(this.env, targets)).failed > 0) return true;
+      if (targets.length < DISPATCH_PAGE) return false;
+    }
   }
 
   // Returns how many agents could not be told (the alarm tries again soon).

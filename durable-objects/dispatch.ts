@@ -3,7 +3,7 @@
 // cancel_sent_at for a cancel) stays null until the channel has stored the command
 // (d1/dispatch-targets.ts). docs/protocol.md §Dispatch, §Cancel.
 import { cancelCommandIdFor } from "../schema/agent-api.ts";
-import { deployCommand, markDispatched, type DispatchTarget } from "../d1/dispatch-targets.ts";
+import { deployCommand, markDispatched, markManyDispatched, type DispatchTarget } from "../d1/dispatch-targets.ts";
 import { markCancelSent } from "../d1/rollout.ts";
 import { channelOf } from "./channels.ts";
 
@@ -16,18 +16,43 @@ export async function dispatchTarget(env: Cloudflare.Env, t: DispatchTarget): Pr
   return seq;
 }
 
+// How many channels one dispatch stores commands in at once: a deployment to a
+// thousand agents neither waits for them one by one nor opens a thousand calls at once.
+export const DISPATCH_CONCURRENCY = 32;
+// A new deployment's first wave up to this many agents is dispatched by the POST itself;
+// a larger one by the deployment's coordinator, after the 201.
+export const INLINE_DISPATCH_TARGETS = 16;
+
 // A failed dispatch is logged and left for a later pass (cron, the agent's channel, the
-// deployment's coordinator): the deployment is already accepted.
+// deployment's coordinator): the deployment is already accepted. The marks are written
+// once the commands are stored, one statement per deployment.
 export async function dispatchAll(env: Cloudflare.Env, targets: readonly DispatchTarget[]): Promise<{ failed: number }> {
-  const results = await Promise.allSettled(targets.map((t) => dispatchTarget(env, t)));
   let failed = 0;
-  results.forEach((r, i) => {
-    if (r.status === "rejected") {
-      failed++;
-      const t = targets[i];
-      console.error(`dispatch of command ${t.commandId} to agent ${t.agentId} failed (will be retried):`, r.reason);
+  const stored: DispatchTarget[] = [];
+  let next = 0;
+  const worker = async () => {
+    while (next < targets.length) {
+      const t = targets[next++];
+      try {
+        await channelOf(env, t.agentId).enqueue(t.agentId, deployCommand(t), { coordinated: t.waves > 1 });
+        stored.push(t);
+      } catch (e) {
+        failed++;
+        console.error(`dispatch of command ${t.commandId} to agent ${t.agentId} failed (will be retried):`, e);
+      }
     }
-  });
+  };
+  await Promise.all(Array.from({ length: Math.min(DISPATCH_CONCURRENCY, targets.length) }, worker));
+  for (const deploymentId of new Set(stored.map((t) => t.deploymentId))) {
+    const agentIds = stored.filter((t) => t.deploymentId === deploymentId).map((t) => t.agentId);
+    try {
+      for (const agentId of await markManyDispatched(env, deploymentId, agentIds, Date.now())) await sendCancel(env, deploymentId, agentId);
+    } catch (e) {
+      // Stored but not marked: a later pass stores them again (idempotent) and marks them.
+      failed += agentIds.length;
+      console.error(`deployment ${deploymentId}: marking ${agentIds.length} dispatched target(s) failed (will be retried):`, e);
+    }
+  }
   return { failed };
 }
 

@@ -4,7 +4,9 @@ export const LIMITS = {
   logChunkBytes: 256 * 1024,
   logBytesPerStep: 16 * 1024 * 1024,
   stepsPerDeployment: 100,
-  agentsPerDeployment: 100,
+  // Targets of one deployment, by name or by tags; and its step rows (targets × steps).
+  agentsPerDeployment: 10_000,
+  stepRowsPerDeployment: 100_000,
   commandBytes: 64 * 1024,
   reportsPerBatch: 100,
   commandsPerPull: 100,

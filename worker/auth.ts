@@ -50,12 +50,37 @@ export type AgentIdentity = { id: string; name: string };
 // good); an unknown credential is a plain 401 the agent retries.
 export async function requireAgent(request: Request, env: Env): Promise<AgentIdentity> {
   const credential = await bearerToken(request, env);
+  return identify(request, env, await sha256Hex(credential));
+}
+
+async function identify(request: Request, env: Env, credentialHash: string): Promise<AgentIdentity> {
   const row = await d1(env)
     .select({ id: agents.id, name: agents.name, revokedAt: agents.revokedAt })
     .from(agents)
-    .where(eq(agents.credentialHash, await sha256Hex(credential)))
+    .where(eq(agents.credentialHash, credentialHash))
     .get();
   if (!row) return refuse(request, env, "invalid agent credential");
   if (row.revokedAt !== null) return refuse(request, env, REVOKED_ERROR, { code: AGENT_REVOKED });
   return { id: row.id, name: row.name };
+}
+
+// For the requests an agent makes most — pulls, reports, its WebSocket — whose handling
+// happens in the agent's own channel, which refuses everything from a revoked agent by
+// itself (durable-objects/agent-channel.ts; told by the revoke, or finding it in D1 at
+// its next sweep). So what D1 said of a credential can be remembered for a while in this
+// isolate: credential → agent never changes, and a revoke takes effect there at once.
+// Only confirmed credentials are kept; an unknown one is looked up (and counted) each time.
+const KNOWN_AGENTS_MAX = 10_000;
+export const KNOWN_AGENT_MS = 60_000;
+const knownAgents = new Map<string, AgentIdentity & { until: number }>();
+
+export async function requireAgentForChannel(request: Request, env: Env, now = Date.now()): Promise<AgentIdentity> {
+  const hash = await sha256Hex(await bearerToken(request, env));
+  const known = knownAgents.get(hash);
+  if (known && known.until > now) return { id: known.id, name: known.name };
+  const agent = await identify(request, env, hash);
+  knownAgents.delete(hash); // re-inserted last: the oldest entry is the first evicted
+  if (knownAgents.size >= KNOWN_AGENTS_MAX) knownAgents.delete(knownAgents.keys().next().value!);
+  knownAgents.set(hash, { ...agent, until: now + KNOWN_AGENT_MS });
+  return agent;
 }

@@ -2,8 +2,8 @@
 //
 // Each step gets <home>/steps/<step>/ with command.sh (the user's command),
 // output.log (stdout+stderr appended), pid (the wrapper's pid, = its process
-// group) and, once it ended, status (the exit code, written to status.tmp then
-// renamed, so it is either absent or complete). The worker learns the end from
+// group) and, once it ended, status (the exit code; see WRAPPER for how it is read
+// safely while being written). The worker learns the end from
 // the child's exit event (fast path) or, after a restart, by polling the status
 // file and the wrapper's liveness. Everything in the step directory is private
 // (0700/0600, the worker's umask); only the user's command runs with the umask the
@@ -15,9 +15,16 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { isLive, liveProcesses, processEnviron, processesWithEnv, processExists, procStat } from "../proc.ts";
 import { AgentError } from "../errors.ts";
+import { trace } from "../trace.ts";
 import { DIR_MODE, FILE_MODE, formatUmask } from "../home.ts";
 import type { StepOutcome } from "../worker/reports.ts";
 
+// Every process the wrapper starts costs a fork and an exec, paid by every step: only
+// builtins run on the common path (no mv, no rm unless there is something to remove).
+// The status file is written in one small write(2) by a wrapper that exits right after:
+// a reader that finds it empty or absent while the wrapper lives waits; one that finds
+// the wrapper gone reads it again (reattachShellStep, the runner's recovery).
+//
 // $1 = step directory, $2 = the command's umask ("" keeps the wrapper's), $3 $4 = the
 // Node binary and agent/steps/mask-filter.ts when the step uses secrets (else ""). `$$`
 // is the wrapper's pid, which is also its process group id. The umask is set inside
@@ -36,8 +43,8 @@ export const WRAPPER = [
   '  ( if [ -n "$2" ]; then umask "$2" || exit 126; fi; exec /bin/sh "$d/command.sh" ) >> "$d/output.log" 2>&1 < /dev/null',
   "  c=$?",
   "fi",
-  'rm -f "$d/inputs.json"',
-  'echo "$c" > "$d/status.tmp" && mv -f "$d/status.tmp" "$d/status"',
+  '[ ! -e "$d/inputs.json" ] || rm -f "$d/inputs.json"',
+  'echo "$c" > "$d/status"',
 ].join("\n");
 
 const MASK_FILTER = fileURLToPath(new URL("./mask-filter.ts", import.meta.url));
@@ -95,8 +102,8 @@ export function readStatus(paths: StepPaths): number | null {
   }
 }
 
-// When the step ended: the status file's mtime (status.tmp was written then; the
-// rename keeps it). Null without a status file.
+// When the step ended: the status file's mtime (written as the wrapper ends). Null
+// without a status file.
 export function statusTime(paths: StepPaths): number | null {
   return mtime(paths.status);
 }
@@ -157,6 +164,7 @@ export async function startShellStep(opts: StartOptions): Promise<StepProcess> {
   const child = spawn("/bin/sh", ["-c", WRAPPER, "outpost-step", opts.paths.dir, umask, ...mask], { detached: true, stdio: "ignore", cwd: opts.cwd, env });
   const ended = new Promise<StepEnd>((resolve) => {
     child.once("exit", (code, signal) => {
+      trace("exited", opts.stepId);
       const status = readStatus(opts.paths);
       if (status !== null) resolve({ exitCode: status, signal: null });
       else resolve({ exitCode: null, signal: signal ?? `wrapper exited ${code} without a status` });
@@ -167,6 +175,7 @@ export async function startShellStep(opts: StartOptions): Promise<StepProcess> {
     child.once("error", (e) => reject(new StepSpawnError(opts.stepId, e)));
   });
   child.unref();
+  trace("spawned", opts.stepId);
   return { pid: child.pid!, paths: opts.paths, ended };
 }
 

@@ -10,6 +10,7 @@
 // and says so through onRevoked. Any other refusal, a plain 401 included, is retried.
 // Redirects are never followed (the URL policy would not see where they lead).
 // Through a proxy (agent/proxy.ts) the socket is a CONNECT tunnel, TLS inside it.
+import { trace } from "../trace.ts";
 import type { IncomingMessage } from "node:http";
 import type { createConnection } from "node:net";
 import WebSocket from "ws";
@@ -216,6 +217,7 @@ export class Channel {
         return this.#deps.onWelcome(parsed.data, sentHello);
       }
       log.debug(`channel ${parsed.data.type} head ${parsed.data.head}`);
+      trace("notified", parsed.data.head);
       this.#deps.onHead(parsed.data.head);
     });
 

@@ -12,6 +12,7 @@ import type { ApiClient } from "./api-client.ts";
 import { classifyCommands } from "./command-intake.ts";
 import type { Journal } from "./journal.ts";
 import { Waker } from "./waker.ts";
+import { trace } from "../trace.ts";
 
 export const PERIODIC_PULL_MS = 30_000;
 const MIN_LONG_POLL_CYCLE_MS = 1_000; // a server that ignores `wait` must not make us spin
@@ -121,6 +122,7 @@ export class CommandPuller {
         log.debug(`pull after=${this.#lastSeq} wait=${wait}`);
         const res = await api.pull(this.#lastSeq, wait, this.#abort.signal);
         log.debug(`pulled ${res.commands.length} command(s), head ${res.head}`);
+        if (res.commands.length > 0) trace("pulled", res.head);
         const intake = classifyCommands(res.commands, this.#lastSeq, res.acked);
         let storedAny = false;
         if (intake.items.length > 0) {
@@ -132,6 +134,7 @@ export class CommandPuller {
           if (stored.some((i) => i.kind !== "valid")) this.#deps.onReportsQueued();
           const toRun = stored.flatMap((i) => (i.kind === "valid" ? [i.command.seq] : []));
           if (toRun.length > 0) {
+            trace("stored", toRun.join(","));
             log.info(`stored command(s) seq ${toRun.join(", ")}`);
             onStored();
           }

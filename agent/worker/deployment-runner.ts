@@ -11,6 +11,7 @@ import type { Command, StepToRun } from "../../schema/agent-api.ts";
 import { findReferences } from "../../schema/expressions.ts";
 import { describeCause } from "../errors.ts";
 import type { Logger } from "../log.ts";
+import { trace } from "../trace.ts";
 import { capOutput, OUTPUT_CAP_BYTES, truncationNote } from "../steps/output-cap.ts";
 import {
   findStepProcesses,
@@ -194,11 +195,13 @@ export class DeploymentRunner {
   async #resume(command: DeployCommand, spec: StepToRun, row: StepRow, canceled: boolean, cancel: AbortSignal): Promise<void> {
     const { journal, log } = this.#deps;
     const paths = stepPaths(this.#deps.stepsDir, spec.stepId);
-    const status = readStatus(paths);
+    let status = readStatus(paths);
     // The pid from the journal, else the wrapper's pid file, else a search of /proc
     // (the worker may have died between spawning the step and recording its pid).
     const pid = row.pid ?? readStepPid(paths) ?? findStepProcesses(spec.stepId).find((p) => p.pid === p.pgid)?.pid ?? null;
     const alive = status === null && pid !== null && isStepAlive(pid, spec.stepId);
+    // The wrapper may have written its status and exited between the two reads above.
+    if (status === null && !alive) status = readStatus(paths);
     const timedOut = timedOutAt(paths);
     const decision = recoverRunningStep({ statusFileExists: status !== null, processAlive: alive, timedOut: timedOut !== null, retry: spec.retry });
     if (canceled && (decision === "reattach" || decision === "rerun" || decision === "interrupt")) {
@@ -321,6 +324,7 @@ export class DeploymentRunner {
       reason = reason ? `${reason}; ${note}` : note;
     }
     await this.#deps.journal.finishStep(spec.stepId, command.deploymentId, { ...outcome, reason }, size, endedAt);
+    trace("journaled", spec.stepId);
     const code = outcome.exitCode === null ? "" : ` (exit ${outcome.exitCode})`;
     this.#deps.log.info(`step ${spec.stepId} (${spec.name}) ${outcome.status}${code}${reason ? `: ${reason}` : ""}`);
     this.#deps.onStepEnded(spec.stepId);

@@ -13,6 +13,7 @@ import type { Logger } from "../log.ts";
 import type { ApiClient } from "./api-client.ts";
 import type { Journal, OutboxEntry } from "./journal.ts";
 import { Waker } from "./waker.ts";
+import { trace } from "../trace.ts";
 
 const REJECTED_RETRY_MS = 30_000;
 
@@ -134,7 +135,9 @@ export class ReportSender {
     let acked: Set<string>;
     try {
       log.debug(`posting ${reports.length} report(s): ${batch.map((e) => e.id).join(", ")}`);
+      trace("report-sent", batch.map((e) => e.id).join(","));
       acked = new Set(await api.postReports(reports));
+      trace("report-acked", batch.length);
       log.debug(`acked ${acked.size}`);
     } catch (e) {
       return e;

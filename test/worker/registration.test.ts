@@ -1,7 +1,7 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { sha256Hex } from "../../worker/crypto.ts";
-import { agentCall, countRows, expectError, postJson, registrationToken } from "./helpers.ts";
+import { agentCall, call, countRows, expectError, postJson, registrationToken } from "./helpers.ts";
 
 const register = (body: unknown) => postJson("/agent/v1/register", body, null);
 
@@ -58,7 +58,7 @@ describe("POST /agent/v1/register", () => {
     const agent = { ...((await res.json()) as { agentId: string; credential: string }), name: "rev" };
     expect((await agentCall(agent, "/agent/v1/commands?after=0")).status).toBe(200);
     await expectError(await agentCall({ ...agent, credential: "wrong" }, "/agent/v1/commands?after=0"), 401);
-    await env.DB.prepare("UPDATE agents SET revoked_at = ? WHERE id = ?").bind(Date.now(), agent.agentId).run();
+    expect((await call(`/api/v1/agents/${agent.agentId}`, { method: "DELETE" })).status).toBe(200);
     await expectError(await agentCall(agent, "/agent/v1/commands?after=0"), 401, /revoked/);
   });
 });

@@ -12,6 +12,32 @@ import type { DispatchTarget, StepToDispatch } from "../../d1/dispatch-targets.t
 import { assignWaves } from "../../durable-objects/rollout-rules.ts";
 import { defineSteps } from "./step-definitions.ts";
 import { resolveTargets } from "./targets.ts";
+import { LIMITS } from "../../schema/limits.ts";
+import { HttpError } from "../http-errors.ts";
+
+// One statement's JSON parameter stays well under D1's 2 MB per value, and one INSERT
+// under ROWS_PER_STATEMENT rows.
+const CHUNK_BYTES = 512 * 1024;
+const ROWS_PER_STATEMENT = 20_000;
+
+// Items as JSON arrays of at most CHUNK_BYTES and ROWS_PER_STATEMENT / rowsPerItem items.
+function chunks(items: unknown[], rowsPerItem = 1): string[] {
+  const out: string[] = [];
+  let current: string[] = [];
+  let bytes = 0;
+  for (const item of items) {
+    const text = JSON.stringify(item);
+    if (current.length > 0 && (bytes + text.length > CHUNK_BYTES || (current.length + 1) * rowsPerItem > ROWS_PER_STATEMENT)) {
+      out.push(`[${current.join(",")}]`);
+      current = [];
+      bytes = 0;
+    }
+    current.push(text);
+    bytes += text.length + 1;
+  }
+  if (current.length > 0) out.push(`[${current.join(",")}]`);
+  return out;
+}
 
 export type IdempotencyClaim = { key: string; requestHash: string };
 export type CreatedDeployment = { id: string; waves: number; firstWave: DispatchTarget[] };
@@ -24,6 +50,9 @@ export async function createDeployment(
   claim: IdempotencyClaim | null = null,
 ): Promise<CreatedDeployment> {
   const resolved = await resolveTargets(db, body);
+  if (resolved.length * body.steps.length > LIMITS.stepRowsPerDeployment) {
+    throw new HttpError(422, `${resolved.length} agents × ${body.steps.length} steps is more than the ${LIMITS.stepRowsPerDeployment} steps one deployment may hold: use fewer steps or split the deployment`);
+  }
   const steps = await defineSteps(db, body.steps);
   const { waves, waveOf } = assignWaves(resolved.length, body.rollout);
 
@@ -54,6 +83,7 @@ export async function createDeployment(
   });
   const pluginsUsed = [...new Map(steps.flatMap((s) => (s.plugin ? [[`${s.plugin.id}@${s.plugin.version}`, s.plugin] as const] : []))).values()];
   const pluginOf = (position: number) => steps[position].plugin;
+  const stepDefinitions = JSON.stringify(targets[0].target.steps.map(({ id: _id, ...s }) => ({ ...s, pluginId: pluginOf(s.position)?.id ?? null, pluginVersion: pluginOf(s.position)?.version ?? null })));
 
   // Rows travel as one JSON parameter per statement (json_each) to stay within
   // D1's 100-bound-parameters limit whatever the number of steps.
@@ -70,16 +100,20 @@ export async function createDeployment(
     prepared(raw, sql`INSERT INTO deployments (id, name, status, created_at, updated_at, agent_lost_after_seconds, properties, target_tags, rollout, waves, current_wave)
                       VALUES (${id}, ${name}, 'queued', ${now}, ${now}, ${agentLostAfterSeconds}, ${JSON.stringify(body.properties)},
                               ${body.targets ? JSON.stringify(body.targets.tags) : null}, ${body.rollout ? JSON.stringify(body.rollout) : null}, ${waves}, 1)`),
-    prepared(raw, sql`INSERT INTO deployment_targets (deployment_id, agent_id, command_id, dispatched_at, wave, agent_properties)
+    ...chunks(targets.map((t) => ({ agentId: t.target.agentId, commandId: t.target.commandId, wave: t.wave, agentProperties: t.agentProperties }))).map((chunk) =>
+      prepared(raw, sql`INSERT INTO deployment_targets (deployment_id, agent_id, command_id, dispatched_at, wave, agent_properties)
                SELECT ${id}, json_extract(value, '$.agentId'), json_extract(value, '$.commandId'), NULL, json_extract(value, '$.wave'), json_extract(value, '$.agentProperties')
-                 FROM json_each(${JSON.stringify(targets.map((t) => ({ agentId: t.target.agentId, commandId: t.target.commandId, wave: t.wave, agentProperties: t.agentProperties })))})`),
-    ...targets.map(({ target }) =>
+                 FROM json_each(${chunk})`),
+    ),
+    // Every target runs the same steps: the definitions travel once, each target with
+    // its own step ids (by position), and SQL pairs them.
+    ...chunks(targets.map(({ target }) => ({ agentId: target.agentId, stepIds: target.steps.map((x) => x.id) })), steps.length).map((chunk) =>
       prepared(raw, sql`INSERT INTO deployment_steps (id, deployment_id, agent_id, position, name, type, command, definition, plugin_id, plugin_version, timeout_seconds, retry, status)
-                 SELECT json_extract(value, '$.id'), ${id}, ${target.agentId}, json_extract(value, '$.position'), json_extract(value, '$.name'),
-                        json_extract(value, '$.type'), json_extract(value, '$.command'), json_extract(value, '$.definition'),
-                        json_extract(value, '$.pluginId'), json_extract(value, '$.pluginVersion'),
-                        json_extract(value, '$.timeoutSeconds'), json_extract(value, '$.retry'), 'pending'
-                   FROM json_each(${JSON.stringify(target.steps.map((s) => ({ ...s, pluginId: pluginOf(s.position)?.id ?? null, pluginVersion: pluginOf(s.position)?.version ?? null })))})`),
+                 SELECT json_extract(t.value, '$.stepIds[' || s.key || ']'), ${id}, json_extract(t.value, '$.agentId'), json_extract(s.value, '$.position'), json_extract(s.value, '$.name'),
+                        json_extract(s.value, '$.type'), json_extract(s.value, '$.command'), json_extract(s.value, '$.definition'),
+                        json_extract(s.value, '$.pluginId'), json_extract(s.value, '$.pluginVersion'),
+                        json_extract(s.value, '$.timeoutSeconds'), json_extract(s.value, '$.retry'), 'pending'
+                   FROM json_each(${chunk}) t CROSS JOIN json_each(${stepDefinitions}) s`),
     ),
     ...(pluginsUsed.length
       ? [

@@ -15,8 +15,8 @@ export async function redispatchStale(env: Env, now: number, limit = 90): Promis
   return { attempted: targets.length, failed };
 }
 
-export async function pokeCoordinators(env: Env): Promise<number> {
-  const ids = await coordinatedOpenDeployments(env.DB);
+export async function pokeCoordinators(env: Env, now = Date.now()): Promise<number> {
+  const ids = await coordinatedOpenDeployments(env.DB, now - REDISPATCH_AFTER_MS);
   const results = await Promise.allSettled(ids.map((id) => coordinatorOf(env, id).poke(id)));
   results.forEach((r, i) => {
     if (r.status === "rejected") console.error(`cron: the coordinator of deployment ${ids[i]} could not be reached (next cron retries):`, r.reason);

@@ -39,7 +39,7 @@ async function byTags(db: Db, tags: string[]): Promise<ResolvedTarget[]> {
   );
   if (found.length === 0) throw new HttpError(422, `no agent carries the tag${tags.length > 1 ? "s" : ""} ${tags.join(", ")}`, { tags });
   if (found.length > LIMITS.agentsPerDeployment) {
-    throw new HttpError(422, `more than ${LIMITS.agentsPerDeployment} agents carry the tags ${tags.join(", ")}: a deployment reaches at most ${LIMITS.agentsPerDeployment} agents today`);
+    throw new HttpError(422, `more than ${LIMITS.agentsPerDeployment} agents carry the tags ${tags.join(", ")}: a deployment reaches at most ${LIMITS.agentsPerDeployment} agents (narrow the tags, or split it)`);
   }
   return found;
 }

@@ -4,7 +4,7 @@ import { logUploadQuery, pullQuery, reportsRequest } from "../../schema/agent-ap
 import { LIMITS } from "../../schema/limits.ts";
 import { AGENT_ID_HEADER, type Refusal } from "../../durable-objects/agent-channel.ts";
 import { channelOf } from "../../durable-objects/channels.ts";
-import { requireAgent, type AgentIdentity } from "../auth.ts";
+import { requireAgent, requireAgentForChannel, type AgentIdentity } from "../auth.ts";
 import { parseWith, readBytes, readJson, singleQuery } from "../body.ts";
 import type { Env } from "../env.ts";
 import { HttpError } from "../http-errors.ts";
@@ -28,7 +28,7 @@ function refusal(r: Refusal): never {
 }
 
 export async function openChannel(request: ApiRequest, env: Env): Promise<Response> {
-  const agent = await requireAgent(request, env);
+  const agent = await requireAgentForChannel(request, env);
   if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
     throw new HttpError(426, "this endpoint needs a WebSocket upgrade (Upgrade: websocket)");
   }
@@ -36,7 +36,7 @@ export async function openChannel(request: ApiRequest, env: Env): Promise<Respon
 }
 
 export async function pullCommands(request: ApiRequest, env: Env): Promise<Response> {
-  const agent = await requireAgent(request, env);
+  const agent = await requireAgentForChannel(request, env);
   const q = parseWith(pullQuery, singleQuery(request.query), "query");
   const outcome = await channelOf(env, agent.id).pull(agent.id, q.after, q.wait);
   if (!outcome.ok) refusal(outcome.refused);
@@ -44,7 +44,7 @@ export async function pullCommands(request: ApiRequest, env: Env): Promise<Respo
 }
 
 export async function postReports(request: ApiRequest, env: Env): Promise<Response> {
-  const agent = await requireAgent(request, env);
+  const agent = await requireAgentForChannel(request, env);
   const { reports, sentAt } = await readJson(request, reportsRequest);
   const outcome = await channelOf(env, agent.id).receiveReports(agent.id, reports, sentAt);
   if (!outcome.ok) refusal(outcome.refused);

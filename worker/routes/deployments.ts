@@ -6,7 +6,7 @@ import { d1 } from "../../d1/db.ts";
 import { createDeployment, type CreatedDeployment } from "../deployments/create.ts";
 import { cancelDeployment } from "../../d1/rollout.ts";
 import { coordinatorOf } from "../../durable-objects/channels.ts";
-import { dispatchAll } from "../../durable-objects/dispatch.ts";
+import { dispatchAll, INLINE_DISPATCH_TARGETS } from "../../durable-objects/dispatch.ts";
 import { findKey, idempotencyKey, replay, requestHash } from "../deployments/idempotency.ts";
 import { isUniqueViolation } from "../../d1/unique-violation.ts";
 import { decodeCursor, getDeploymentView, listDeploymentSummaries } from "../deployments/views.ts";
@@ -38,13 +38,16 @@ export async function postDeployment(request: ApiRequest, env: Env, ctx: Executi
   }
 }
 
-// Awaited so that a 201 normally means "every agent of the first wave has its command";
+// A small first wave is dispatched before the answer, so that a 201 normally means
+// "every agent of the first wave has its command" (the quickest path to a running step);
 // a failed dispatch is repeated later (cron, the agent's DO, a retried request), the
-// deployment is accepted either way. Later waves are the coordinator's: it is poked
-// now, so its alarm carries the rollout on.
+// deployment is accepted either way. A larger one, and later waves, are the
+// coordinator's: it is poked now, and its alarm carries the dispatch and the rollout on,
+// so the POST answers at once whatever the number of agents (docs/protocol.md §Dispatch).
 async function created(env: Env, ctx: ExecutionContext, d: CreatedDeployment): Promise<Response> {
-  await dispatchAll(env, d.firstWave);
-  if (d.waves > 1) ctx.waitUntil(pokeCoordinator(env, d.id));
+  const inline = d.firstWave.length <= INLINE_DISPATCH_TARGETS;
+  if (inline) await dispatchAll(env, d.firstWave);
+  if (d.waves > 1 || !inline) ctx.waitUntil(pokeCoordinator(env, d.id));
   return json({ id: d.id }, 201);
 }
 
