@@ -9,7 +9,7 @@ import { DurableObject } from "cloudflare:workers";
 import { AGENT_REVOKED, REVOKED_CLOSE_REASON, REVOKED_ERROR, agentMessage, commandBody, type CommandBody, type PullResponse, type Report, type ServerMessage } from "../schema/agent-api.ts";
 import { describeZodError } from "../schema/errors.ts";
 import { errorResponse } from "../schema/http.ts";
-import { HEARTBEAT_PING, HEARTBEAT_PONG, LIMITS, TIMING } from "../schema/limits.ts";
+import { HEARTBEAT_PING, HEARTBEAT_PONG, heartbeatFor, LIMITS, TIMING } from "../schema/limits.ts";
 import { openAlarmSchedule, type AlarmSchedule } from "./alarm-schedule.ts";
 import { migrateLedger, openLedger, type Ledger } from "./ledger.ts";
 import { openPresence, type Presence } from "./presence.ts";
@@ -19,7 +19,7 @@ import { parseOfflineAfterMs } from "./rules.ts";
 import { coordinatorOf } from "./channels.ts";
 import { progressUpgradeRollouts } from "./upgrade-rollouts.ts";
 import { dispatchFromD1 } from "./self-dispatch.ts";
-import { CLOSE, closeQuietly, closeReplyCode, greetedSockets, openSockets, send, type Attachment } from "./sockets.ts";
+import { CLOSE, closeQuietly, closeReplyCode, greetedSockets, heardAt, openSockets, send, type Attachment } from "./sockets.ts";
 import { downtimeBefore } from "./uptime.ts";
 import { openWork, type Work } from "./work.ts";
 
@@ -44,7 +44,8 @@ export type Refusal = { status: 401 | 409 | 422; error: string; extra: Extra };
 export type Outcome<T> = { ok: true; value: T } | { ok: false; refused: Refusal };
 const refuse = (status: Refusal["status"], error: string, extra: Extra = {}): { ok: false; refused: Refusal } => ({ ok: false, refused: { status, error, extra } });
 const revoked = () => refuse(401, REVOKED_ERROR, { code: AGENT_REVOKED });
-export type ChannelStatus = { connected: boolean; head: number; acked: number; openCommands: number; pendingProjections: number; waitingPulls: number };
+// alarms: how many times the alarm woke this object so far (what an idle agent costs).
+export type ChannelStatus = { connected: boolean; head: number; acked: number; openCommands: number; pendingProjections: number; waitingPulls: number; alarms: number };
 
 export class AgentChannel extends DurableObject<Cloudflare.Env> {
   private readonly ledger: Ledger;
@@ -64,6 +65,10 @@ export class AgentChannel extends DurableObject<Cloudflare.Env> {
       ledger: this.ledger,
       work: this.work,
       hasOpenSocket: () => openSockets(ctx.getWebSockets()).length > 0,
+      lastHeardAt: () => {
+        const open = openSockets(ctx.getWebSockets());
+        return open.length === 0 ? null : Math.max(...open.map((ws) => heardAt(ws, ctx)));
+      },
       offlineAfterMs,
       now: clock,
     });
@@ -145,6 +150,7 @@ export class AgentChannel extends DurableObject<Cloudflare.Env> {
       openCommands: this.ledger.openCommands(),
       pendingProjections: this.ledger.outboxStats().pending,
       waitingPulls: this.pullWaiters.size,
+      alarms: this.work.alarms(),
     };
   }
 
@@ -265,6 +271,7 @@ export class AgentChannel extends DurableObject<Cloudflare.Env> {
       acked: this.ledger.ackedSeq(),
       applied: this.ledger.appliedAmong(reports),
       expecting: this.ledger.expecting(Math.min(lastSeq, head)),
+      heartbeatMs: heartbeatFor(this.offlineAfterMs()),
     };
   }
 
@@ -289,6 +296,7 @@ export class AgentChannel extends DurableObject<Cloudflare.Env> {
 
   async alarm(): Promise<void> {
     const now = Date.now();
+    this.work.countAlarm();
     // A late alarm means the server was not running: that time does not count against
     // the agent's agent-lost deadlines (uptime.ts).
     const downtime = downtimeBefore(this.work.alarmExpectedAt(), now);

@@ -11,7 +11,7 @@ import type { UpgradeReport } from "../schema/agent-api.ts";
 import { pickConfig } from "../schema/agent-config.ts";
 import type { AgentConfig } from "../schema/api.ts";
 import { splitByLiveness } from "./rules.ts";
-import { CLOSE, closeQuietly, greetedSockets, openSockets, type Attachment } from "./sockets.ts";
+import { CLOSE, closeQuietly, greetedSockets, heardAt, openSockets, type Attachment } from "./sockets.ts";
 import type { Work } from "./work.ts";
 
 export type Presence = ReturnType<typeof openPresence>;
@@ -92,11 +92,7 @@ export function openPresence(deps: {
     async sweep(now: number): Promise<void> {
       const agentId = ledger.agentId();
       if (!agentId) return;
-      const seen = openSockets(sockets.getWebSockets()).map((ws) => {
-        const att = ws.deserializeAttachment() as Attachment;
-        const pinged = sockets.getWebSocketAutoResponseTimestamp(ws)?.getTime() ?? 0;
-        return { ws, hello: att.hello, lastSeenAt: Math.max(att.seenAt, pinged) };
-      });
+      const seen = openSockets(sockets.getWebSockets()).map((ws) => ({ ws, hello: (ws.deserializeAttachment() as Attachment).hello, lastSeenAt: heardAt(ws, sockets) }));
       const { alive, dead } = splitByLiveness(seen, now, offlineAfterMs());
       for (const s of dead) closeQuietly(s.ws, CLOSE.noHeartbeat, "no heartbeat");
       const greeted = alive.filter((s) => s.hello);

@@ -13,6 +13,13 @@ export function openSockets(sockets: readonly WebSocket[], except?: WebSocket): 
   return sockets.filter((ws) => ws !== except && ws.readyState === WS_OPEN);
 }
 
+// When a socket last carried something from the agent: a message (seenAt) or a ping the
+// runtime answered without waking this object, whichever is later.
+export function heardAt(ws: WebSocket, state: Pick<DurableObjectState, "getWebSocketAutoResponseTimestamp">): number {
+  const att = ws.deserializeAttachment() as Attachment;
+  return Math.max(att.seenAt, state.getWebSocketAutoResponseTimestamp(ws)?.getTime() ?? 0);
+}
+
 // Only a socket the agent said hello on makes it connected (presence, agent-lost).
 export function greetedSockets(sockets: readonly WebSocket[], except?: WebSocket): WebSocket[] {
   return openSockets(sockets, except).filter((ws) => (ws.deserializeAttachment() as Attachment | null)?.hello === true);

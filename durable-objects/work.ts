@@ -14,6 +14,7 @@ const META_REVOKED_AT = "revoked_at";
 const META_D1_PRESENCE = "d1_presence"; // what was last written to D1: "<status>|<version>"
 const META_DISPATCH_CHECKED_AT = "dispatch_checked_at";
 const META_ALARM_EXPECTED_AT = "alarm_expected_at";
+const META_ALARMS = "alarms"; // how many times the alarm woke this object (idle cost, bench)
 const META_APPLIED_CONFIG = "applied_config"; // what was last written to D1 as the agent's applied config
 
 export type Work = ReturnType<typeof openWork>;
@@ -60,6 +61,8 @@ export function openWork(storage: DurableObjectStorage) {
     rememberAppliedConfig: (json: string): void => void setMeta(META_APPLIED_CONFIG, json),
 
     alarmExpectedAt: (): number | null => numberMeta(META_ALARM_EXPECTED_AT),
+    countAlarm: (): void => void setMeta(META_ALARMS, String((numberMeta(META_ALARMS) ?? 0) + 1)),
+    alarms: (): number => numberMeta(META_ALARMS) ?? 0,
     setAlarmExpectedAt: (at: number): void => void setMeta(META_ALARM_EXPECTED_AT, String(at)),
 
     // docs/protocol.md §Agent lost, "Server downtime": the server was not running for

@@ -259,6 +259,8 @@ export const welcomeMessage = z.object({
   acked: z.int().min(0), // highest seq the server has seen acknowledged
   applied: z.array(id), // of hello.reports, those already applied: delete them, don't re-send
   expecting: z.array(id), // steps of commands up to lastSeq whose final result the server lacks
+  // How often the server wants a ping (docs/protocol.md §Presence); older servers omit it.
+  heartbeatMs: z.int().min(1000).max(60_000).optional(),
 });
 export type WelcomeMessage = z.infer<typeof welcomeMessage>;
 export const commandsMessage = z.object({ type: z.literal("commands"), head: z.int().min(0) });

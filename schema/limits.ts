@@ -26,5 +26,11 @@ export const TIMING = {
   reconnectMaxMs: 30_000,
 } as const;
 
+// The ping interval a server asks for: a third of its offline threshold, so that two
+// lost pings are forgiven, within [1 s, heartbeatMs].
+export function heartbeatFor(offlineAfterMs: number): number {
+  return Math.max(1000, Math.min(TIMING.heartbeatMs, Math.round(offlineAfterMs / 3)));
+}
+
 export const HEARTBEAT_PING = "ping";
 export const HEARTBEAT_PONG = "pong";

@@ -167,9 +167,9 @@ export class Channel {
       });
     });
 
-    ws.on("open", () => {
-      openedAt = Date.now();
-      lastHeard = openedAt;
+    // Every `ms`: a ping, unless the server has been silent too long (then reconnect).
+    const beat = (ms: number) => {
+      if (heartbeat) clearInterval(heartbeat);
       heartbeat = setInterval(() => {
         if (Date.now() - lastHeard > silenceMs) {
           log.warn(`channel silent for ${Math.round((Date.now() - lastHeard) / 1000)} s; reconnecting`);
@@ -177,7 +177,13 @@ export class Channel {
           return;
         }
         ws.send(HEARTBEAT_PING, (e) => e && log.warn("heartbeat send failed", e));
-      }, heartbeatMs);
+      }, ms);
+    };
+
+    ws.on("open", () => {
+      openedAt = Date.now();
+      lastHeard = openedAt;
+      beat(heartbeatMs);
       this.#deps
         .hello()
         .then((m) => {
@@ -213,6 +219,9 @@ export class Channel {
           this.#deps.onUp();
         }
         if (sentHello === null) return log.warn("ignoring a welcome that came before our hello");
+        // The server says how often it wants a ping (docs/protocol.md §Presence).
+        const told = parsed.data.heartbeatMs;
+        if (told !== undefined && this.#deps.heartbeatMs === undefined && told !== heartbeatMs) beat(told);
         log.debug(`channel welcome head ${parsed.data.head}`);
         return this.#deps.onWelcome(parsed.data, sentHello);
       }

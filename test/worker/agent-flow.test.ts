@@ -41,7 +41,8 @@ describe("agent protocol", () => {
     const socket = await TestSocket.open(agent);
     socket.hello();
     const welcome = await socket.next("welcome");
-    expect(welcome).toEqual({ type: "welcome", agentId: agent.agentId, head: 0, acked: 0, applied: [], expecting: [] });
+    // The server asks for a ping every third of its offline threshold (20 s in these tests).
+    expect(welcome).toEqual({ type: "welcome", agentId: agent.agentId, head: 0, acked: 0, applied: [], expecting: [], heartbeatMs: 6667 });
 
     const id = await createDeployment([agent.name], [
       { name: "build", command: "make" },

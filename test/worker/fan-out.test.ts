@@ -41,7 +41,7 @@ describe("fan-out", () => {
       expect(commands.map((c) => c.deploymentId)).toEqual([id]);
       const mine = steps.results.filter((s) => s.agent_id === a.agentId).map((s) => s.name);
       expect(commands[0].steps.map((s) => s.name)).toEqual(mine);
-      expect(commands[0].context.agentName).toBe(a.name);
+      expect(commands[0].context?.agentName).toBe(a.name);
     }
   });
 

@@ -33,7 +33,7 @@ describe("§Resync: welcome", () => {
     const unseen = startedReport(cmd, 1).id;
     socket.hello(1, [done.id, unseen]);
     expect(await socket.next("welcome")).toEqual({
-      type: "welcome", agentId: agent.agentId, head: 1, acked: 1, applied: [done.id], expecting: [cmd.steps[1].stepId],
+      type: "welcome", agentId: agent.agentId, head: 1, acked: 1, applied: [done.id], expecting: [cmd.steps[1].stepId], heartbeatMs: 6667,
     });
 
     // Each reconnection says hello once. Only commands up to lastSeq are expected; a
@@ -48,7 +48,7 @@ describe("§Resync: welcome", () => {
     const last = await TestSocket.open(agent);
     last.hello(1, [done.id, unseen]);
     expect(await last.next("welcome")).toMatchObject({ applied: [done.id, unseen], expecting: [] });
-    expect((await agentView(agent)).channel).toEqual({ connected: true, head: 1, acked: 1, openCommands: 0, pendingProjections: 0, waitingPulls: 0 });
+    expect((await agentView(agent)).channel).toEqual({ connected: true, head: 1, acked: 1, openCommands: 0, pendingProjections: 0, waitingPulls: 0, alarms: 0 });
     last.ws.close(1000, "bye");
   });
 
@@ -68,7 +68,7 @@ describe("GET /api/v1/agents/:id (§Resync)", () => {
     await createDeployment([agent.name]);
     const view = await agentView(agent);
     expect(view).toMatchObject({ id: agent.agentId, name: "viewed", status: "offline" });
-    expect(view.channel).toEqual({ connected: false, head: 1, acked: 0, openCommands: 1, pendingProjections: 0, waitingPulls: 0 });
+    expect(view.channel).toEqual({ connected: false, head: 1, acked: 0, openCommands: 1, pendingProjections: 0, waitingPulls: 0, alarms: 0 });
     await expectError(await call("/api/v1/agents/nope"), 404, /not found/);
   });
 });
