@@ -35,28 +35,87 @@ const notRevoked = (agentId: string) => sql`NOT EXISTS (SELECT 1 FROM agents WHE
 // §Reports "Times": `at` is already on the server's clock and no later than receivedAt;
 // here it is also kept from preceding the deployment's creation (and a finish from
 // preceding the step's start).
-function reportStatements(agentId: string, r: Report, at: number, receivedAt: number): SQL[] {
-  const created = sql`(SELECT created_at FROM deployments WHERE id = ${r.deploymentId})`;
-  const where = sql`id = ${r.stepId} AND deployment_id = ${r.deploymentId} AND agent_id = ${agentId} AND ${notRevoked(agentId)}`;
-  if (r.type === "step-started") {
-    return [
-      sql`UPDATE deployment_steps
-            SET status = CASE WHEN status = 'pending' THEN 'running' ELSE status END,
-                started_at = COALESCE(started_at, MAX(${at}, COALESCE(${created}, 0)))
-          WHERE ${where}`,
-    ];
+//
+// A run of reports is projected by two set-based statements (UPDATE … FROM the reports
+// as JSON), all started reports then all finished ones: a page of 100 reports costs D1
+// two statements, not a hundred. splitRuns cuts the page wherever that could differ from
+// projecting the reports one by one.
+type ReportJob = Extract<ProjectionJob, { kind: "report" }>;
+
+function reportRunStatements(agentId: string, run: readonly ReportJob[]): SQL[] {
+  const created = sql.raw(`COALESCE((SELECT created_at FROM deployments d WHERE d.id = deployment_steps.deployment_id), 0)`);
+  const mine = sql`deployment_steps.id = j.step_id AND deployment_steps.deployment_id = j.deployment_id AND deployment_steps.agent_id = ${agentId} AND ${notRevoked(agentId)}`;
+  const out: SQL[] = [];
+  const started = run.filter((j) => j.report.type === "step-started");
+  if (started.length > 0) {
+    const rows = JSON.stringify(started.map((j) => ({ s: j.report.stepId, d: j.report.deploymentId, at: j.at })));
+    out.push(sql`UPDATE deployment_steps
+            SET status = CASE WHEN deployment_steps.status = 'pending' THEN 'running' ELSE deployment_steps.status END,
+                started_at = COALESCE(deployment_steps.started_at, MAX(j.at, ${created}))
+           FROM (SELECT json_extract(value, '$.s') AS step_id, json_extract(value, '$.d') AS deployment_id, json_extract(value, '$.at') AS at
+                   FROM json_each(${rows})) AS j
+          WHERE ${mine}`);
   }
-  // SET expressions read the row's old values: the CASE tells an active step from one
-  // that was failed as agent-lost (the late result is recorded, flagged as late).
-  return [
-    sql`UPDATE deployment_steps
-          SET status = ${r.status}, exit_code = ${r.exitCode}, outputs = ${r.outputs === undefined ? null : JSON.stringify(r.outputs)},
-              finished_at = MIN(${receivedAt}, MAX(${at}, COALESCE(started_at, 0), COALESCE(${created}, 0))),
-              reported_at = ${receivedAt},
-              reason = CASE WHEN status IN ${ACTIVE} THEN ${r.reason} ELSE ${lateResultReason(r.reason)} END
-        WHERE ${where}
-          AND ${sql.raw(awaitingResultSql())}`,
-  ];
+  const finished = run.flatMap((j) => (j.report.type === "step-finished" ? [{ ...j, report: j.report }] : []));
+  if (finished.length > 0) {
+    const rows = JSON.stringify(
+      finished.map((j) => ({
+        s: j.report.stepId,
+        d: j.report.deploymentId,
+        at: j.at,
+        rcv: j.receivedAt,
+        st: j.report.status,
+        ec: j.report.exitCode,
+        out: j.report.outputs === undefined ? null : JSON.stringify(j.report.outputs),
+        why: j.report.reason,
+        late: lateResultReason(j.report.reason),
+      })),
+    );
+    // SET expressions read the row's old values: the CASE tells an active step from one
+    // that was failed as agent-lost (the late result is recorded, flagged as late).
+    out.push(sql`UPDATE deployment_steps
+          SET status = j.st, exit_code = j.ec, outputs = j.out,
+              finished_at = MIN(j.rcv, MAX(j.at, COALESCE(deployment_steps.started_at, 0), ${created})),
+              reported_at = j.rcv,
+              reason = CASE WHEN deployment_steps.status IN ${ACTIVE} THEN j.why ELSE j.late END
+         FROM (SELECT json_extract(value, '$.s') AS step_id, json_extract(value, '$.d') AS deployment_id, json_extract(value, '$.at') AS at,
+                      json_extract(value, '$.rcv') AS rcv, json_extract(value, '$.st') AS st, json_extract(value, '$.ec') AS ec,
+                      json_extract(value, '$.out') AS out, json_extract(value, '$.why') AS why, json_extract(value, '$.late') AS late
+                 FROM json_each(${rows})) AS j
+        WHERE ${mine}
+          AND ${sql.raw(awaitingResultSql("deployment_steps."))}`);
+  }
+  return out;
+}
+
+// Consecutive report jobs, cut where "all started, then all finished" could differ from
+// one by one: a step met again in the same kind of report, or started after its finish
+// (the ledger never sends either, but the projection does not rely on it).
+export function splitRuns(jobs: readonly ProjectionJob[]): (ReportJob[] | Exclude<ProjectionJob, ReportJob>)[] {
+  const out: (ReportJob[] | Exclude<ProjectionJob, ReportJob>)[] = [];
+  let run: ReportJob[] = [];
+  let seen = new Set<string>();
+  let finished = new Set<string>();
+  const close = () => {
+    if (run.length > 0) out.push(run);
+    run = [];
+    seen = new Set();
+    finished = new Set();
+  };
+  for (const job of jobs) {
+    if (job.kind !== "report") {
+      close();
+      out.push(job);
+      continue;
+    }
+    const key = `${job.report.type} ${job.report.stepId}`;
+    if (seen.has(key) || (job.report.type === "step-started" && finished.has(job.report.stepId))) close();
+    seen.add(key);
+    if (job.report.type === "step-finished") finished.add(job.report.stepId);
+    run.push(job);
+  }
+  close();
+  return out;
 }
 
 // Mirrors durable-objects/rules.ts deploymentOutcome (the oracle of its tests): ends the deployment once no step is active; a
@@ -94,7 +153,7 @@ export function revokedStatements(db: D1Database, agentId: string, at: number): 
 function jobStatements(agentId: string, job: ProjectionJob): { steps: SQL[]; deployments: SQL | string } {
   switch (job.kind) {
     case "report":
-      return { steps: reportStatements(agentId, job.report, job.at, job.receivedAt), deployments: job.report.deploymentId };
+      return { steps: reportRunStatements(agentId, [job]), deployments: job.report.deploymentId };
     case "agent-lost":
       return {
         steps: [
@@ -121,8 +180,13 @@ export async function projectJobs(db: D1Database, agentId: string, jobs: readonl
   const statements: SQL[] = [];
   const deploymentIds = new Set<string>();
   const subqueries: SQL[] = [];
-  for (const job of jobs) {
-    const { steps, deployments } = jobStatements(agentId, job);
+  for (const part of splitRuns(jobs)) {
+    if (Array.isArray(part)) {
+      statements.push(...reportRunStatements(agentId, part));
+      for (const j of part) deploymentIds.add(j.report.deploymentId);
+      continue;
+    }
+    const { steps, deployments } = jobStatements(agentId, part);
     statements.push(...steps);
     if (typeof deployments === "string") deploymentIds.add(deployments);
     else subqueries.push(deployments);

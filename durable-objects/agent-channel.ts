@@ -129,6 +129,17 @@ export class AgentChannel extends DurableObject<Cloudflare.Env> {
     return result;
   }
 
+  // Many commands in one call (the ledger throughput bench): stored in one implicit
+  // transaction, the agent told once.
+  async enqueueMany(agentId: string, bodies: CommandBody[]): Promise<{ head: number }> {
+    this.ledger.bindAgent(agentId);
+    const now = Date.now();
+    for (const body of bodies) this.store(commandBody.parse(body), now, false, false);
+    this.announce(this.ledger.head());
+    await this.alarms.scheduleNext();
+    return { head: this.ledger.head() };
+  }
+
   // docs/protocol.md §Revoke: closes the sockets, releases long-polls, ends open work.
   async revoke(agentId: string): Promise<{ revokedAt: number }> {
     this.ledger.bindAgent(agentId);
@@ -311,7 +322,8 @@ export class AgentChannel extends DurableObject<Cloudflare.Env> {
 
   // ---- internals ----
 
-  private store(command: CommandBody, now: number, coordinated = false): { seq: number; created: boolean } {
+  // `announce`: tell the agent now (false: the caller tells it once for many).
+  private store(command: CommandBody, now: number, coordinated = false, announce = true): { seq: number; created: boolean } {
     const result = this.ledger.enqueue(command, now, coordinated);
     if (!result.created) return result;
     if (this.work.revokedAt() !== null) {
@@ -320,7 +332,7 @@ export class AgentChannel extends DurableObject<Cloudflare.Env> {
       return result;
     }
     if (!this.connected() && command.type === "deploy") this.work.commandWhileOffline(result.seq, now, command.agentLostAfterSeconds);
-    this.announce(this.ledger.head());
+    if (announce) this.announce(this.ledger.head());
     return result;
   }
 

@@ -7,7 +7,8 @@ import { toErrorResponse } from "./http-errors.ts";
 import { errorResponse } from "../schema/http.ts";
 import { withSecurityHeaders } from "./security-headers.ts";
 import { openChannel, postReports, pullCommands, putStepLog } from "./routes/agent-api.ts";
-import { evictAgentChannel, getAgent, listAgents, patchAgent, revokeAgent } from "./routes/agents.ts";
+import { getAgent, listAgents, patchAgent, revokeAgent } from "./routes/agents.ts";
+import { enqueueSynthetic, evictAgentChannel } from "./routes/test-hooks.ts";
 import { listUpgradeRolloutsRoute, restartAgent, upgradeAgent, upgradeAgents } from "./routes/agent-control.ts";
 import { createApiToken, listApiTokens, revokeApiToken } from "./routes/api-tokens.ts";
 import { getDeployment, getDeployments, getStepLog, postCancel, postDeployment } from "./routes/deployments.ts";
@@ -34,6 +35,7 @@ const ROUTES: [path: string, methods: Partial<Record<Method, Handler>>][] = [
   ["/api/v1/agents/:id/upgrade", { POST: upgradeAgent }],
   ["/api/v1/agents/:id", { GET: getAgent, PATCH: patchAgent, DELETE: revokeAgent }],
   ["/api/v1/test-hooks/agents/:id/evict", { POST: evictAgentChannel }],
+  ["/api/v1/test-hooks/agents/:id/commands", { POST: enqueueSynthetic }],
   ["/api/v1/deployments", { GET: getDeployments, POST: postDeployment }],
   ["/api/v1/deployments/:id", { GET: getDeployment }],
   ["/api/v1/deployments/:id/cancel", { POST: postCancel }],

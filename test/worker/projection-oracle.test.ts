@@ -1,7 +1,8 @@
 // The projection's SQL (d1/projection.ts) held against its rules in plain code
 // (durable-objects/rules.ts applyFinished, deploymentOutcome) as the oracle: random
-// histories of reports and server decisions are projected into real D1, one job at a
-// time and in random order, and every step and deployment must end as the rules say.
+// histories of reports and server decisions are projected into real D1, in random order,
+// one job at a time or in pages of several (as the channel's drain does: a run of reports
+// becomes set-based statements), and every step and deployment must end as the rules say.
 // docs/protocol.md §Projection.
 import { env } from "cloudflare:workers";
 import { seededRandom as prng } from "../support/prng.ts";
@@ -42,7 +43,7 @@ function applyToModel(m: Model, job: ProjectionJob): void {
 describe("projection SQL against the rules", () => {
   it("ends every step and deployment as applyFinished and deploymentOutcome say, for random histories", async () => {
     const agent = await registerAgent("oracle");
-    for (let seed = 1; seed <= 30; seed++) {
+    for (let seed = 1; seed <= 60; seed++) {
       const random = prng(seed);
       const pick = <T>(xs: readonly T[]) => xs[Math.floor(random() * xs.length)];
       const stepCount = 1 + Math.floor(random() * 3);
@@ -70,9 +71,12 @@ describe("projection SQL against the rules", () => {
       }
 
       const model: Model = { steps: new Map(stepIds.map((s) => [s, { status: "pending", reason: null }])), deployment: "queued" };
-      for (const job of jobs) {
-        applyToModel(model, job);
-        await projectJobs(env.DB, agent.agentId, [job], now);
+      for (const job of jobs) applyToModel(model, job);
+      // Odd seeds one job at a time, even ones in pages of 1 – 6 jobs.
+      for (let i = 0; i < jobs.length; ) {
+        const size = seed % 2 === 1 ? 1 : 1 + Math.floor(random() * 6);
+        await projectJobs(env.DB, agent.agentId, jobs.slice(i, i + size), now);
+        i += size;
       }
 
       const rows = (await env.DB.prepare("SELECT id, status, reason FROM deployment_steps WHERE deployment_id = ? ORDER BY position").bind(id).all<{ id: string; status: string; reason: string | null }>()).results;

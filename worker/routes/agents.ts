@@ -111,17 +111,3 @@ export async function revokeAgent(request: ApiRequest, env: Env): Promise<Respon
 export async function endChannelWork(env: Env, agentId: string): Promise<void> {
   await channelOf(env, agentId).revoke(agentId);
 }
-
-// Chaos-suite hook: resets the agent's DO the way an eviction does.
-export async function evictAgentChannel(request: ApiRequest, env: Env): Promise<Response> {
-  if (env.OUTPOST_TEST_HOOKS !== "1") return errorResponse(404, "not found");
-  await requireApiRole(request, env, "admin");
-  const row = await requireLiveAgent(env, agentKey(request.params.id));
-  try {
-    await channelOf(env, row.id).evict();
-  } catch (e) {
-    // Expected: ctx.abort() fails the call that caused it. Anything else is a real error.
-    if (!String(e instanceof Error ? e.message : e).includes("evicted by test hook")) throw e;
-  }
-  return json({ evicted: true });
-}
