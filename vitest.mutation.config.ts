@@ -10,7 +10,7 @@ export const PURE_TESTS = [
   "agent/steps/mask.test.ts",
   "durable-objects/uptime.test.ts",
   "durable-objects/sockets.test.ts",
-  "worker/log-plan.test.ts",
+  "d1/log-plan.test.ts",
   "worker/deployments/canonical-json.test.ts",
   "schema/agent-api.test.ts",
   "schema/steps.test.ts",

@@ -27,7 +27,7 @@ export default defineConfig({
   ],
   test: {
     name: "worker",
-    include: ["test/worker/**/*.test.ts", "worker/**/*.test.ts", "durable-objects/**/*.test.ts"],
+    include: ["test/worker/**/*.test.ts", "worker/**/*.test.ts", "durable-objects/**/*.test.ts", "d1/**/*.test.ts"],
     setupFiles: ["./test/worker/apply-migrations.ts"],
     testTimeout: 30_000,
   },

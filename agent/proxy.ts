@@ -11,8 +11,11 @@
 // that keeps the proxy's credentials out of every message. Node 22's fetch cannot be
 // given a custom connector without undici's classes, so proxied requests go through
 // node:http on a pooled tunnel agent (`tunnelFetch`), answered as a web Response so
-// the API client's timeouts, capped bodies and redirect refusal stay as they are.
+// the API client's timeouts, capped bodies and redirect refusal stay as they are. Log
+// chunks have a pool of their own (`bulkFetchFor`): tunnels of their own through the
+// proxy, or a direct keep-alive http(s) agent.
 import http from "node:http";
+import https from "node:https";
 import { isIP, isIPv6, type Socket } from "node:net";
 import { Readable, type Duplex } from "node:stream";
 import tls from "node:tls";
@@ -303,15 +306,18 @@ const NULL_BODY_STATUSES = new Set([101, 204, 205, 304]);
 
 // The subset of fetch the API client uses, over `agent`: never follows a redirect
 // (node:http does not), aborts with `signal` (also while the body is read), and
-// answers a web Response so bodies are read with the same cap as fetch's.
-export function tunnelFetch(agent: TunnelAgent): FetchLike {
+// answers a web Response so bodies are read with the same cap as fetch's. `request`:
+// node:http's for a tunnel (the agent makes the TLS itself) or plain http, node:https's
+// for a direct https pool. A Uint8Array body is sent as it is, not copied.
+export function tunnelFetch(agent: http.Agent, request: typeof http.request = http.request): FetchLike {
   return (raw, init) =>
     new Promise<Response>((resolve, reject) => {
       const url = new URL(raw);
-      const body = init.body === undefined ? undefined : typeof init.body === "string" ? Buffer.from(init.body, "utf8") : Buffer.from(init.body);
+      const body =
+        init.body === undefined ? undefined : typeof init.body === "string" ? Buffer.from(init.body, "utf8") : Buffer.from(init.body.buffer, init.body.byteOffset, init.body.byteLength);
       const headers: Record<string, string> = { host: url.host, ...init.headers };
       if (body !== undefined) headers["content-length"] = String(body.length);
-      const req = http.request({
+      const req = request({
         agent,
         host: bareHost(url),
         port: targetPort(url),
@@ -346,4 +352,18 @@ export function fetchFor(policy: ProxyPolicy, server: string): FetchLike {
   const r = proxyFor(policy, target);
   if (r === null) return (url, init) => fetch(url, init);
   return tunnelFetch(new TunnelAgent(r.proxy, target.protocol === "https:"));
+}
+
+// A connection pool of its own for bulk transfers (log chunks, docs/protocol.md §Logs),
+// so that reports, pulls and acknowledgements on the control connections (fetchFor)
+// never wait behind megabytes of output — in the agent's sockets, in a proxy's
+// per-connection queue, or behind a congested TCP window. Same route as fetchFor:
+// through the same proxy (its own tunnels) or direct, keep-alive either way.
+export function bulkFetchFor(policy: ProxyPolicy, server: string): FetchLike {
+  const target = new URL(server);
+  const secure = target.protocol === "https:";
+  const r = proxyFor(policy, target);
+  if (r !== null) return tunnelFetch(new TunnelAgent(r.proxy, secure));
+  const options = { keepAlive: true, timeout: 4_000 };
+  return secure ? tunnelFetch(new https.Agent(options), https.request) : tunnelFetch(new http.Agent(options));
 }

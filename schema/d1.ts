@@ -146,14 +146,31 @@ export const deploymentSteps = sqliteTable(
   ],
 );
 
-// A step's output as byte chunks keyed by their offset: an upload retried at the
-// same offset hits the primary key instead of duplicating bytes.
+// Legacy: a step's output as byte chunks in D1, keyed by their offset, as releases
+// before log_chunks wrote it. No longer written; read (merged with step_log_chunks)
+// so logs of those releases stay whole, and deleted with their steps' logs (d1/logs.ts).
 export const stepLogs = sqliteTable(
   "step_logs",
   {
     stepId: text("step_id").notNull(),
     offset: integer("offset").notNull(),
     data: blob("data", { mode: "buffer" }).notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.stepId, t.offset] })],
+);
+
+// The index of a step's output (docs/protocol.md §Logs): its bytes are R2 objects in
+// the LOGS bucket, one per row, holding bytes [offset, offset + length) of the output.
+// Rows of a step tile [0, deployment_steps.log_length) without gap or overlap (together
+// with any legacy step_logs rows before them): a row is only written in the D1 batch
+// that advances log_length from `offset`, guarded by log_length still being `offset`.
+export const stepLogChunks = sqliteTable(
+  "step_log_chunks",
+  {
+    stepId: text("step_id").notNull(),
+    offset: integer("offset").notNull(),
+    length: integer("length").notNull(),
+    r2Key: text("r2_key").notNull(), // steps/<stepId>/<offset, 16 digits>-<random>
   },
   (t) => [primaryKey({ columns: [t.stepId, t.offset] })],
 );

@@ -1,8 +1,11 @@
 // Size limits shared by both ends: the server rejects more, the agent never sends more.
 export const LIMITS = {
   jsonBodyBytes: 256 * 1024,
-  logChunkBytes: 256 * 1024,
-  logBytesPerStep: 16 * 1024 * 1024,
+  // Step logs (docs/protocol.md §Logs): one upload carries at most logChunkBytes (the
+  // Worker holds a chunk in memory: 128 MB per isolate); a step keeps at most
+  // logBytesPerStep of output, on the server (R2) and on the agent's disk alike.
+  logChunkBytes: 8 * 1024 * 1024,
+  logBytesPerStep: 1024 * 1024 * 1024,
   stepsPerDeployment: 100,
   // Targets of one deployment, by name or by tags; and its step rows (targets × steps).
   agentsPerDeployment: 10_000,

@@ -11,6 +11,8 @@ declare global {
       PLUGINS: R2Bucket;
       /** Agent packages (worker/routes/agent-versions.ts). */
       AGENT_PACKAGES: R2Bucket;
+      /** Step output bytes; D1's step_log_chunks is their index (d1/logs.ts). */
+      LOGS: R2Bucket;
       AGENT_CHANNEL: DurableObjectNamespace<import("../durable-objects/agent-channel.ts").AgentChannel>;
       DEPLOYMENT_COORDINATOR: DurableObjectNamespace<import("../durable-objects/deployment-coordinator.ts").DeploymentCoordinator>;
       ASSETS?: Fetcher;

@@ -6,7 +6,7 @@ import { statSync, truncateSync } from "node:fs";
 import { LIMITS } from "../../schema/limits.ts";
 
 // For tests only: lowers the cap (never raises it past the server's), so a test
-// need not write 16 MiB. Not a setting: the server keeps no more than its own cap.
+// need not write 1 GiB. Not a setting: the server keeps no more than its own cap.
 export const OUTPUT_CAP_TEST_ENV = "OUTPOST_AGENT_TEST_OUTPUT_CAP_BYTES";
 
 export function outputCapBytes(env: NodeJS.ProcessEnv = process.env): number {

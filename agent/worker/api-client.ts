@@ -2,6 +2,8 @@
 // answers validated against the shared wire schemas, bodies read with a size cap,
 // redirects never followed. Through the proxy policy's proxy when one applies
 // (agent/proxy.ts): every request, registration and package downloads included.
+// Log chunks (up to LIMITS.logChunkBytes each) go over a connection pool of their own
+// (bulkFetchFor), so that reports, pulls and acknowledgements never queue behind them.
 import { z } from "zod";
 import {
   isRevokedAnswer,
@@ -19,7 +21,7 @@ import {
 import { LIMITS } from "../../schema/limits.ts";
 import { PLUGIN_LIMITS } from "../../schema/plugin.ts";
 import { CommandHeadBehindError, CredentialRefusedError, HttpStatusError, NetworkError, ProtocolError, RedirectError } from "../errors.ts";
-import { fetchFor, proxyPolicy, type FetchLike, type ProxyPolicy } from "../proxy.ts";
+import { bulkFetchFor, fetchFor, proxyPolicy, type FetchLike, type ProxyPolicy } from "../proxy.ts";
 import { apiUrl } from "../url-policy.ts";
 import { MiB, readCappedBytes, readCappedText } from "./capped-body.ts";
 
@@ -44,6 +46,7 @@ type RequestOptions = {
   auth?: boolean;
   okStatuses?: number[]; // non-2xx statuses answered with a body instead of an HttpStatusError
   maxBodyBytes?: number;
+  bulk?: boolean; // over the bulk connection pool (log chunks), not the control one
 };
 
 export class ApiClient {
@@ -51,6 +54,7 @@ export class ApiClient {
   readonly credential: string | null;
   readonly #onRevoked: ((e: HttpStatusError) => void) | undefined;
   readonly #fetch: FetchLike;
+  readonly #bulkFetch: FetchLike;
   // onRevoked: an authenticated request got the server's explicit revoked answer (401
   // with code "agent-revoked", docs/protocol.md §Revoke). Called before the error is
   // thrown to the caller. Any other 401 is a CredentialRefusedError, retried.
@@ -60,7 +64,9 @@ export class ApiClient {
     this.server = server;
     this.credential = credential;
     this.#onRevoked = opts.onRevoked;
-    this.#fetch = fetchFor(opts.proxy ?? proxyPolicy(null, process.env), server);
+    const policy = opts.proxy ?? proxyPolicy(null, process.env);
+    this.#fetch = fetchFor(policy, server);
+    this.#bulkFetch = bulkFetchFor(policy, server);
   }
 
   async request(method: string, path: string, opts: RequestOptions = {}): Promise<{ status: number; body: unknown }> {
@@ -73,13 +79,15 @@ export class ApiClient {
       body = JSON.stringify(opts.json);
     } else if (opts.bytes !== undefined) {
       headers["content-type"] = LOG_CONTENT_TYPE;
-      body = new Uint8Array(opts.bytes); // a copy with its own ArrayBuffer: a valid fetch body
+      // The bulk pool sends a view as it is (a log chunk is megabytes: not copied);
+      // fetch gets a copy with its own ArrayBuffer.
+      body = opts.bulk && opts.bytes.buffer instanceof ArrayBuffer ? (opts.bytes as Uint8Array<ArrayBuffer>) : new Uint8Array(opts.bytes);
     }
     const timeout = AbortSignal.timeout(opts.timeoutMs ?? REQUEST_TIMEOUT_MS);
     const signal = opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout;
     let res: Response;
     try {
-      res = await this.#fetch(url, { method, headers, body, signal, redirect: "manual" });
+      res = await (opts.bulk ? this.#bulkFetch : this.#fetch)(url, { method, headers, body, signal, redirect: "manual" });
     } catch (e) {
       throw new NetworkError(method, url, e);
     }
@@ -189,11 +197,13 @@ export class ApiClient {
   // The server's answer to a log chunk, for uploadOutcome (agent/worker/upload-outcome.ts)
   // to read: 2xx, and the refusals that are part of the upload protocol — 409 (a gap),
   // 410 (the step has ended there), 413 (past the per-step cap). Anything else throws.
+  // Over the bulk connection pool: a chunk of megabytes holds up no control request.
   async putLog(stepId: string, offset: number, bytes: Uint8Array, signal?: AbortSignal): Promise<LogAnswer> {
     return this.request("PUT", `/agent/v1/steps/${encodeURIComponent(stepId)}/log?offset=${offset}`, {
       bytes,
       signal,
       okStatuses: [409, 410, 413],
+      bulk: true,
     });
   }
 }

@@ -20,6 +20,22 @@ describe("sendable prefix of the outbox", () => {
     expect(held.retryInMs).toBeNull(); // the log uploader kicks the sender when done
   });
 
+  it("holds back only its own deployment: another deployment's reports go on (no head-of-line blocking)", async () => {
+    const outbox = [
+      entry(1, startedReport("big", "d1", 1)),
+      entry(2, finishedReport("big", "d1", ok, 2)),
+      entry(3, startedReport("next", "d1", 3)),
+      entry(4, startedReport("noop", "d2", 4)),
+      entry(5, finishedReport("noop", "d2", ok, 5)),
+    ];
+    const r = await sendablePrefix(outbox, async (s) => s !== "big", 1_000);
+    expect(ids(r)).toEqual(["big:started", "noop:started", "noop:finished"]);
+    expect(r.retryInMs).toBeNull();
+    // A fresh started report holds its deployment only; the earliest hold says when to look again.
+    const fresh = [entry(1, startedReport("a", "d1", 1), 990), entry(2, startedReport("b", "d2", 2), 985), entry(3, startedReport("c", "d3", 3), 0)];
+    expect(await sendablePrefix(fresh, always, 1_000, 30)).toMatchObject({ batch: [{ id: "c:started" }], retryInMs: 15 });
+  });
+
   it("holds a fresh step-started report briefly so a quick step's reports travel together", async () => {
     const fresh = [entry(1, startedReport("a", "d", 1), 990)];
     expect(await sendablePrefix(fresh, always, 1_000, 30)).toEqual({ batch: [], retryInMs: 20 });

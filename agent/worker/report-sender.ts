@@ -1,7 +1,7 @@
 // Posts the journal's outbox to POST /agent/v1/reports in batches (≤ 100,
 // oldest first) and deletes rows only once acknowledged. A step-finished report
-// waits until the step's output is fully uploaded, and holds back the reports
-// queued after it, so the server sees them in order. A batch refused with 422 is
+// waits until the step's output is fully uploaded, and holds back the reports of its
+// deployment queued after it, so the server sees each deployment's in order. A batch refused with 422 is
 // posted again one report at a time: each report the server refuses on its own
 // leaves the outbox for the journal's rejected_reports, so one bad report cannot
 // block the others forever. Any other refusal keeps everything in the outbox.
@@ -29,10 +29,12 @@ export type ReportSenderDeps = {
 // that a quick step's started and finished reports travel in one request.
 export const STARTED_HOLD_MS = 30;
 
-// The batch to post now: the oldest entries up to (not including) the first
-// step-finished report whose output is not fully uploaded yet, or the first
-// step-started report younger than `holdMs` whose step has not finished
-// (`retryInMs` then says when it may go).
+// The batch to post now: the oldest entries, except that a step-finished report whose
+// output is not fully uploaded yet holds back itself and every later report of the
+// same deployment (so the server sees a deployment's reports in order, and a reader
+// who sees a step finished reads its whole log), and so does a step-started report
+// younger than `holdMs` whose step has not finished (`retryInMs` then says when it may
+// go). Reports of other deployments go on: one step's big log holds up no one else.
 export async function sendablePrefix(
   entries: OutboxEntry[],
   isLogDelivered: (stepId: string) => Promise<boolean>,
@@ -40,15 +42,25 @@ export async function sendablePrefix(
   holdMs = STARTED_HOLD_MS,
 ): Promise<{ batch: OutboxEntry[]; retryInMs: number | null }> {
   const finished = new Set(entries.filter((e) => e.report.type === "step-finished").map((e) => e.report.stepId));
+  const held = new Set<string>(); // deployments whose remaining reports wait
   const batch: OutboxEntry[] = [];
+  let retryInMs: number | null = null;
   for (const e of entries) {
-    if (e.report.type === "step-finished" && !(await isLogDelivered(e.report.stepId))) break;
+    const deployment = e.report.deploymentId;
+    if (held.has(deployment)) continue;
+    if (e.report.type === "step-finished" && !(await isLogDelivered(e.report.stepId))) {
+      held.add(deployment);
+      continue;
+    }
     if (e.report.type === "step-started" && !finished.has(e.report.stepId) && now - e.createdAt < holdMs) {
-      return { batch, retryInMs: holdMs - (now - e.createdAt) };
+      const wait = holdMs - (now - e.createdAt);
+      retryInMs = retryInMs === null ? wait : Math.min(retryInMs, wait);
+      held.add(deployment);
+      continue;
     }
     batch.push(e);
   }
-  return { batch, retryInMs: null };
+  return { batch, retryInMs };
 }
 
 // What to do when posting a batch failed:

@@ -1,6 +1,6 @@
 // What one log chunk's upload came to (docs/protocol.md §Logs), decided from the
 // server's answer alone, so the uploader's loop only has to act on it. The agent's
-// counterpart of the server's LogPlan (worker/log-plan.ts).
+// counterpart of the server's LogPlan (d1/log-plan.ts).
 import { logUploadResponse } from "../../schema/agent-api.ts";
 import { ProtocolError, shouldRetry } from "../errors.ts";
 import { validate, type LogAnswer } from "./api-client.ts";

@@ -1,7 +1,7 @@
 // docs/protocol.md §Logs, "Failure cases": a log upload resumes from the offset in
 // the journal — after a cut connection (the request lost, or only its answer), and
 // at the server's `length` after a 409 (the journal claimed more than the server
-// holds). Output of several 256 KiB chunks goes through a proxy
+// holds). Output of several chunks (1 MiB and up, docs/protocol.md §Logs) goes through a proxy
 // (test/support/proxy.ts) that records every chunk's offset and cuts the ones the
 // test picks; in the end the server's copy equals output.log byte for byte.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -31,10 +31,18 @@ const isLogPut = (stepId: string) => (x: Exchange) => x.method === "PUT" && x.ur
 const offsetOf = (x: Exchange) => Number(new URLSearchParams(x.url.split("?")[1]).get("offset"));
 const lengthOf = (x: Exchange) => (x.answer ? (JSON.parse(x.answer.toString()) as { length: number }).length : null);
 
+// The whole log, read by ranges of up to 1 MiB (docs/api.md).
 async function serverLog(dep: string, stepId: string): Promise<Buffer> {
-  const r = await fetch(`${server.base}/api/v1/deployments/${dep}/steps/${stepId}/log`, { headers: { authorization: `Bearer ${server.adminToken}` } });
-  expect(r.status).toBe(200);
-  return Buffer.from(await r.arrayBuffer());
+  const parts: Buffer[] = [];
+  let offset = 0;
+  for (;;) {
+    const r = await fetch(`${server.base}/api/v1/deployments/${dep}/steps/${stepId}/log?offset=${offset}`, { headers: { authorization: `Bearer ${server.adminToken}` } });
+    expect(r.status).toBe(200);
+    const part = Buffer.from(await r.arrayBuffer());
+    parts.push(part);
+    offset += part.length;
+    if (part.length === 0 || offset >= Number(r.headers.get("x-log-size"))) return Buffer.concat(parts);
+  }
 }
 
 async function deployOne(name: string, command: string): Promise<{ dep: string; stepId: string }> {
@@ -49,7 +57,7 @@ describe("§Logs: resuming an upload", () => {
     const home = await server.registerAgent(name, proxy.base);
     agents.push(server.startAgent(name, home));
     await server.waitAgentOnline(name);
-    // 588,895 bytes of distinct lines: three chunks or more, and any misplaced byte shows.
+    // 6,888,896 bytes of distinct lines: several chunks, and any misplaced byte shows.
     let seen = 0;
     proxy.intercept = (x) => {
       if (x.method !== "PUT" || !x.url.includes("/log?")) return undefined;
@@ -58,12 +66,12 @@ describe("§Logs: resuming an upload", () => {
       if (seen === 3) return { cut: "request" }; // the retry is lost before the server sees it
       return undefined;
     };
-    const { dep, stepId } = await deployOne(name, "seq 1 100000");
+    const { dep, stepId } = await deployOne(name, "seq 1 1000000");
     const done = await server.waitDeployment(dep, 60_000);
     proxy.intercept = null;
     expect(done.steps[0]).toMatchObject({ status: "succeeded", exitCode: 0 });
     const local = readFileSync(stepPaths(join(home, "steps"), stepId).log);
-    expect(local.length).toBe(588_895);
+    expect(local.length).toBe(6_888_896);
     expect((await serverLog(dep, stepId)).equals(local)).toBe(true);
 
     // Each chunk starts where the agent last heard the server was (its journal's
@@ -79,7 +87,7 @@ describe("§Logs: resuming an upload", () => {
     expect(heard).toBe(local.length);
     expect(puts.slice(0, 4).map((x) => x.status)).toEqual([200, "cut", "cut", 200]);
     expect(lengthOf(puts[3])).toBeGreaterThanOrEqual(offsetOf(puts[1]) + puts[1].body.length);
-    expect(puts.length).toBeGreaterThanOrEqual(5); // 588,895 bytes need at least three chunks of 256 KiB
+    expect(puts.length).toBeGreaterThanOrEqual(5); // 6.9 MB in chunks that start at 1 MiB and halve after each failure
   });
 
   it("after a 409, resumes at the length the server holds", async () => {

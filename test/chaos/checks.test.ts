@@ -22,7 +22,7 @@ import type { Submission } from "./submissions.ts";
 const T0 = Date.parse("2030-01-01T00:00:00.000Z");
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
-function step(position: number, kind: StepKind, retry: "never" | "safe" = "never", bigKiB = 300): StepPlan {
+function step(position: number, kind: StepKind, retry: "never" | "safe" = "never", bigKiB = 1200): StepPlan {
   return { name: stepName(position, kind), position, kind, retry, timeoutSeconds: kind === "timeout" ? 1 : null, sleepSeconds: 0, bigBytes: kind === "big" ? bigKiB * 1024 : 0 };
 }
 
@@ -35,7 +35,7 @@ function cleanRun() {
   const agents = ["chaos-x-a1", "chaos-x-a2"].map((name, i) => ({ name, id: `agent-${i + 1}`, home: "/nonexistent", proc: null, down: false, restartTimer: null, starts: 1 }));
   const [a1, a2] = agents.map((a) => a.name);
   const plans = [
-    plan("chaos-x-d0", [a1], [step(1, "ok"), step(2, "big", "safe", 700), step(3, "plugin")]),
+    plan("chaos-x-d0", [a1], [step(1, "ok"), step(2, "big", "safe", 3000), step(3, "plugin")]),
     plan("chaos-x-d1", [a1, a2], [step(1, "ok"), step(2, "timeout"), step(3, "ok")], "timeout"),
     plan("chaos-x-d2", [a2], [step(1, "ok"), step(2, "ok"), step(3, "ok", "safe")]),
     plan("chaos-x-lost0", [a1], [step(1, "gate", "safe"), step(2, "big", "safe"), step(3, "ok", "safe")], "agent-lost"),
@@ -212,25 +212,26 @@ describe("chaos checks", () => {
       const run = cleanRun();
       const s = run.step(0, "a1", 2);
       const log = run.data.logs.get(s.id) as { bytes: Buffer };
-      expect(log.bytes.length).toBe(700 * 1024);
+      expect(log.bytes.length).toBe(3000 * 1024);
       return { ...run, s, log };
     };
 
     it("an upload chunk applied twice (overlap)", () => {
       const { data, s, log } = bigStep();
-      const chunk = log.bytes.subarray(256 * 1024, 512 * 1024);
-      log.bytes = Buffer.concat([log.bytes.subarray(0, 512 * 1024), chunk, log.bytes.subarray(512 * 1024)]);
+      const MiB = 1024 * 1024;
+      const chunk = log.bytes.subarray(MiB, 2 * MiB);
+      log.bytes = Buffer.concat([log.bytes.subarray(0, 2 * MiB), chunk, log.bytes.subarray(2 * MiB)]);
       const { checks, figures } = evaluate(data);
       expect(failing(checks)).toEqual([named(checks, "every log complete").name]);
       expect(named(checks, "every log complete").details.join("\n")).toContain(`step ${s.id}`);
-      expect(named(checks, "every log complete").details.join("\n")).toContain("log differs from byte 524288 (an upload chunk boundary: 2 × 256 KiB)");
+      expect(named(checks, "every log complete").details.join("\n")).toContain("log differs from byte 2097152 (an upload chunk boundary: 2 MiB)");
       expect(figures.badLogs).toBe(1);
     });
 
     it("a chunk missing (gap), a byte changed, an incomplete log", () => {
       for (const plant of [
-        (b: Buffer) => Buffer.concat([b.subarray(0, 256 * 1024), b.subarray(512 * 1024)]),
-        (b: Buffer) => Buffer.concat([b.subarray(0, 300_000), Buffer.from("X"), b.subarray(300_001)]),
+        (b: Buffer) => Buffer.concat([b.subarray(0, 1024 * 1024), b.subarray(2048 * 1024)]),
+        (b: Buffer) => Buffer.concat([b.subarray(0, 1_300_000), Buffer.from("X"), b.subarray(1_300_001)]),
       ]) {
         const { data, log } = bigStep();
         log.bytes = plant(log.bytes);

@@ -6,6 +6,7 @@
 // reported `interrupted` and must not have run (0 executions); the agent's later steps
 // are then `skipped` and the deployment fails. A "safe" step is re-run instead, so it
 // runs once like any other. Every other deviation fails a check.
+import { CHUNK_START_BYTES } from "../../agent/worker/log-uploader.ts";
 import { channelSynced } from "./collect.ts";
 import { findReapplications, reportedAfterEnd } from "./observer.ts";
 import type { RunData } from "./orchestrator.ts";
@@ -47,7 +48,7 @@ export type Figures = {
 
 const TERMINAL = new Set(["succeeded", "failed", "canceled"]);
 const DURING_RUN = new Set(["poll", "settle", "agent-lost scenario"]);
-const UPLOAD_CHUNK = 256 * 1024;
+const UPLOAD_CHUNK = CHUNK_START_BYTES; // the agent's first log upload chunk (later ones are multiples)
 const MAX_DETAILS = 15;
 
 function cap(lines: string[]): string[] {
@@ -202,7 +203,7 @@ export function evaluate(d: RunData): { checks: Check[]; figures: Figures } {
     }
   }
   checks.push({
-    name: `every log complete and byte-exact (read by ${d.cfg.logRangeKiB} KiB ranges; ${multiChunk} of more than one 256 KiB upload chunk)`,
+    name: `every log complete and byte-exact (read by ${d.cfg.logRangeKiB} KiB ranges; ${multiChunk} of more than one upload chunk)`,
     pass: badLogs.length === 0 && (d.cfg.bigLogShare === 0 || multiChunk > 0),
     details: cap([
       `${cases.length} logs, ${logBytes} bytes in ${ranges} ranges; multi-chunk logs: ${multiChunk} checked of ${multiChunkPlanned} expected`,
@@ -413,6 +414,6 @@ export function describeDifference(got: Buffer, want: Buffer): string {
   const n = Math.min(got.length, want.length);
   while (i < n && got[i] === want[i]) i++;
   const show = (b: Buffer) => JSON.stringify(b.subarray(i, i + 40).toString("latin1"));
-  const boundary = i % UPLOAD_CHUNK === 0 && i > 0 ? ` (an upload chunk boundary: ${i / UPLOAD_CHUNK} × 256 KiB)` : "";
+  const boundary = i % UPLOAD_CHUNK === 0 && i > 0 ? ` (an upload chunk boundary: ${i / UPLOAD_CHUNK} MiB)` : "";
   return `log differs from byte ${i}${boundary}: ${got.length} bytes, want ${want.length}; got ${show(got)}, want ${show(want)}`;
 }

@@ -1,6 +1,10 @@
 // Chaos-suite configurations: the small one that runs inside `npm test` and the
 // full one of `npm run test:chaos`, each overridable from the environment
 // (CHAOS_AGENTS=4 …) or the command line (--agents=4 …).
+import { CHUNK_START_BYTES } from "../../agent/worker/log-uploader.ts";
+
+const FIRST_CHUNK_KIB = CHUNK_START_BYTES / 1024; // the agent's first log upload chunk
+
 export type ChaosConfig = {
   name: string;
   agents: number; // agents started
@@ -17,10 +21,10 @@ export type ChaosConfig = {
   replayShare: number; // share of deployments POSTed again with the same Idempotency-Key after success
   offlineAfterMs: number; // OUTPOST_OFFLINE_AFTER_MS given to the server
   agentLostAfterSeconds: number; // of ordinary deployments: never expires in a run
-  bigLogShare: number; // share of steps that print bigLogMinKiB..bigLogMaxKiB (several 256 KiB upload chunks)
+  bigLogShare: number; // share of steps that print bigLogMinKiB..bigLogMaxKiB (more than one upload chunk: the agent starts at 1 MiB)
   bigLogMinKiB: number;
   bigLogMaxKiB: number;
-  logRangeKiB: number; // logs are read back in ranges of this size (not a divisor of the 256 KiB upload chunk)
+  logRangeKiB: number; // logs are read back in ranges of this size (not a divisor of the 1 MiB first upload chunk)
   timeoutShare: number; // share of deployments with a step that sleeps past a 1–2 s timeoutSeconds
   safeShare: number; // share of steps declared retry: "safe" (the others "never")
   pluginShare: number; // share of steps that are plug-in steps (plan.ts CHAOS_PLUGIN, with a secret input)
@@ -46,8 +50,8 @@ export const SMALL: ChaosConfig = {
   offlineAfterMs: 5_000,
   agentLostAfterSeconds: 3600,
   bigLogShare: 0.12,
-  bigLogMinKiB: 300,
-  bigLogMaxKiB: 700,
+  bigLogMinKiB: 1200,
+  bigLogMaxKiB: 3000,
   logRangeKiB: 200,
   timeoutShare: 0.15,
   safeShare: 0.3,
@@ -136,7 +140,9 @@ export function resolveConfig(argv: string[], env: NodeJS.ProcessEnv = process.e
   }
   if (cfg.stepsMin < 1 || cfg.stepsMax < cfg.stepsMin) throw new Error("steps: need 1 ≤ steps-min ≤ steps-max");
   if (cfg.agents < 1 || cfg.deployments < 1) throw new Error("agents and deployments must be ≥ 1");
-  if (cfg.bigLogMinKiB <= 256 || cfg.bigLogMaxKiB < cfg.bigLogMinKiB || cfg.bigLogMaxKiB > 16 * 1024) throw new Error("big logs: need 256 < big-log-min-kib ≤ big-log-max-kib ≤ 16384 (more than one upload chunk, within the 16 MiB cap)");
+  if (cfg.bigLogMinKiB <= FIRST_CHUNK_KIB || cfg.bigLogMaxKiB < cfg.bigLogMinKiB || cfg.bigLogMaxKiB > 64 * 1024) {
+    throw new Error(`big logs: need ${FIRST_CHUNK_KIB} < big-log-min-kib ≤ big-log-max-kib ≤ 65536 (more than one upload chunk; a chaos run's logs stay small)`);
+  }
   if (cfg.logRangeKiB < 1 || cfg.logRangeKiB > 1024) throw new Error("log-range-kib: 1..1024");
   if (cfg.agentLostShortSeconds < 1) throw new Error("agent-lost-short-seconds must be ≥ 1 (the API's minimum)");
   if (!cfg.seed) cfg.seed = Math.floor(Math.random() * 2 ** 31);

@@ -8,7 +8,8 @@ import { describe, expect, it } from "vitest";
 import type { AgentChannel } from "../../durable-objects/agent-channel.ts";
 import { AGENT_REVOKED } from "../../schema/agent-api.ts";
 import { openLedger } from "../../durable-objects/ledger.ts";
-import { appendLog, tryAppendAt } from "../../worker/logs.ts";
+import { tryAppendAt } from "../../d1/logs.ts";
+import { appendLog } from "../../worker/routes/step-log-upload.ts";
 import { HttpError } from "../../worker/http-errors.ts";
 import {
   agentCall, call, createDeployment, deploymentView, eventually, expectError, finishedReport, pull, postReports, registerAgent, startedReport, TestSocket,

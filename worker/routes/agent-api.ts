@@ -1,15 +1,13 @@
 // /agent/v1: authenticated in the Worker, then forwarded to the agent's own
 // AgentChannel with an agent-id header the Worker sets itself.
-import { logUploadQuery, pullQuery, reportsRequest } from "../../schema/agent-api.ts";
-import { LIMITS } from "../../schema/limits.ts";
+import { pullQuery, reportsRequest } from "../../schema/agent-api.ts";
 import { AGENT_ID_HEADER, type Refusal } from "../../durable-objects/agent-channel.ts";
 import { channelOf } from "../../durable-objects/channels.ts";
 import { requireAgent, requireAgentForChannel, type AgentIdentity } from "../auth.ts";
-import { parseWith, readBytes, readJson, singleQuery } from "../body.ts";
+import { parseWith, readJson, singleQuery } from "../body.ts";
 import type { Env } from "../env.ts";
 import { HttpError } from "../http-errors.ts";
 import { json } from "../../schema/http.ts";
-import { appendLog } from "../logs.ts";
 import type { ApiRequest } from "../api-request.ts";
 
 // The DO only sees the upgrade request built here: its URL space is internal, and the
@@ -49,14 +47,4 @@ export async function postReports(request: ApiRequest, env: Env): Promise<Respon
   const outcome = await channelOf(env, agent.id).receiveReports(agent.id, reports, sentAt);
   if (!outcome.ok) refusal(outcome.refused);
   return json(outcome.value);
-}
-
-export async function putStepLog(request: ApiRequest, env: Env): Promise<Response> {
-  const agent = await requireAgent(request, env);
-  const { offset } = parseWith(logUploadQuery, singleQuery(request.query), "query");
-  const stepId = request.params.stepId;
-  if (!stepId || stepId.length > 200) throw new HttpError(400, "invalid step id");
-  const chunk = await readBytes(request, LIMITS.logChunkBytes, "log chunk");
-  const length = await appendLog(env, agent.id, stepId, offset, chunk);
-  return json({ length });
 }

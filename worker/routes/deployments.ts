@@ -1,4 +1,4 @@
-import { createDeploymentBody, listDeploymentsQuery, logRangeQuery, pathId } from "../../schema/api.ts";
+import { createDeploymentBody, listDeploymentsQuery, pathId } from "../../schema/api.ts";
 import { FINAL_DEPLOYMENT_STATUSES } from "../../schema/steps.ts";
 import { requireApiRole } from "../auth.ts";
 import { parseWith, readJson, singleQuery } from "../body.ts";
@@ -13,7 +13,6 @@ import { decodeCursor, getDeploymentView, listDeploymentSummaries } from "../dep
 import type { Env } from "../env.ts";
 import { HttpError } from "../http-errors.ts";
 import { json } from "../../schema/http.ts";
-import { readLogRange } from "../logs.ts";
 import type { ApiRequest } from "../api-request.ts";
 
 
@@ -94,25 +93,4 @@ export async function getDeployment(request: ApiRequest, env: Env): Promise<Resp
   const view = await getDeploymentView(env.DB, id);
   if (!view) throw new HttpError(404, `deployment ${id} not found`);
   return json(view);
-}
-
-// docs/api.md: at most `limit` bytes of the output from byte `offset` — raw bytes (a
-// range may cut a UTF-8 character: readers decode across ranges), with the size so far
-// and whether it is final, so a page can fetch only what is new.
-export async function getStepLog(request: ApiRequest, env: Env): Promise<Response> {
-  await requireApiRole(request, env, "viewer");
-  const id = parseWith(pathId, request.params.id, "deployment id");
-  const stepId = parseWith(pathId, request.params.stepId, "step id");
-  const { offset, limit } = parseWith(logRangeQuery, singleQuery(request.query), "query");
-  const range = await readLogRange(env, id, stepId, offset, limit);
-  if (!range) throw new HttpError(404, `step ${stepId} of deployment ${id} not found`);
-  return new Response(range.bytes, {
-    status: 200,
-    headers: {
-      "content-type": "text/plain; charset=utf-8",
-      "x-log-size": String(range.size),
-      "x-log-complete": String(range.complete),
-      "cache-control": "no-store",
-    },
-  });
 }
