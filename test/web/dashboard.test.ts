@@ -285,6 +285,39 @@ describe("web dashboard", () => {
     }
   });
 
+  it("shows the first 4 MiB of a bigger log and says where the rest is", async () => {
+    const MiB = 1024 * 1024;
+    const all = Buffer.from(`${"y".repeat(1023)}\n`.repeat(5 * 1024)); // 5 MiB
+    const big = await deploy("web-huge-log", "./huge.sh");
+    const cmd = await agent.command(big);
+    const step = cmd.steps[0].stepId;
+    await agent.started(big, step);
+    await agent.putWholeLog(step, all);
+    await agent.finished(big, step);
+
+    const { context, page } = await newPage();
+    const offsets: number[] = [];
+    page.on("request", (r) => {
+      const url = new URL(r.url());
+      if (url.pathname.endsWith(`/steps/${step}/log`)) offsets.push(Number(url.searchParams.get("offset") ?? 0));
+    });
+    try {
+      await page.goto(withToken());
+      await page.waitForSelector(`tbody[data-deployment="${big}"]`, { timeout: 10_000 });
+      await openDeployment(page, big);
+      await page.click(`tr[data-step="${step}"] td.step-name button`);
+      await page.waitForSelector('#log-panel[data-cut="true"]', { timeout: 15_000 });
+      expect(offsets).toEqual([0, MiB, 2 * MiB, 3 * MiB]);
+      expect(await page.getAttribute("#log-text", "data-bytes")).toBe(String(4 * MiB));
+      expect(await page.getAttribute("#log-panel", "data-complete")).toBe("false");
+      expect(await text(page, "#log-meta")).toContain(`the page shows the first`);
+      expect(await text(page, "#log-meta")).toContain(`/log?offset=${4 * MiB}`);
+      expectClean();
+    } finally {
+      await context.close();
+    }
+  });
+
   it("keeps the token for the tab only, unless asked to remember it on this device", async () => {
     const { context, page } = await newPage();
     const apiCalls: string[] = [];
