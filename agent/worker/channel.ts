@@ -16,7 +16,7 @@ import type { createConnection } from "node:net";
 import WebSocket from "ws";
 import { HEARTBEAT_PING, HEARTBEAT_PONG, LIMITS, TIMING } from "../../schema/limits.ts";
 import { agentMessage, CLOSE, isRevokedAnswer, serverMessage, type AgentMessage, type WelcomeMessage } from "../../schema/agent-api.ts";
-import { Backoff, delayAfterRunMs } from "../backoff.ts";
+import { DEFAULT_BACKOFF, type BackoffOptions } from "../backoff.ts";
 import { describeCause } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { proxyPolicy, wsConnector, type ProxyPolicy } from "../proxy.ts";
@@ -28,10 +28,32 @@ export type Hello = Extract<AgentMessage, { type: "hello" }>;
 // climbs to the cap like a refused one.
 export const HEALTHY_CONNECTION_MS = 10_000;
 
-// The delay before the next connect attempt once a connection closed (or never
-// opened: openedAt null). Advances `backoff`.
-export function reconnectDelayMs(backoff: Backoff, openedAt: number | null, closedAt: number): number {
-  return delayAfterRunMs(backoff, openedAt === null ? 0 : closedAt - openedAt, HEALTHY_CONNECTION_MS);
+// docs/protocol.md §Reconnect: the delay before the next connect attempt once a
+// connection closed (or never opened: openedAt null). Full jitter below a cap that
+// grows with the outage — half of how long the channel has been down, within
+// 0.5 – 30 s — not with the number of attempts: after a short outage (a server restart,
+// a deploy dropping every socket) every agent is back within about half its length
+// instead of waiting out a cap that doubled meanwhile, and a long one still spaces the
+// attempts out to 30 s. A connection that stayed up HEALTHY_CONNECTION_MS ends an
+// outage; one dropped sooner (a server that accepts and closes) is part of it.
+export class ReconnectDelay {
+  #downSince: number | null = null;
+  attempt = 0;
+  readonly #random: () => number;
+  readonly #opts: BackoffOptions;
+  constructor(random: () => number = Math.random, opts: BackoffOptions = DEFAULT_BACKOFF) {
+    this.#random = random;
+    this.#opts = opts;
+  }
+  next(openedAt: number | null, closedAt: number): number {
+    if (this.#downSince === null || (openedAt !== null && closedAt - openedAt >= HEALTHY_CONNECTION_MS)) {
+      this.#downSince = closedAt;
+      this.attempt = 0;
+    }
+    this.attempt++;
+    const cap = Math.min(this.#opts.maxMs, Math.max(this.#opts.minMs, (closedAt - this.#downSince) / 2));
+    return Math.floor(this.#random() * cap);
+  }
 }
 
 const REFUSAL_BODY_CAP = 4 * 1024; // enough for {error, code}
@@ -92,7 +114,7 @@ export type ChannelDeps = {
 
 export class Channel {
   readonly #deps: ChannelDeps;
-  readonly #backoff = new Backoff();
+  readonly #reconnects = new ReconnectDelay();
   #ws: WebSocket | null = null;
   #greetedWs: WebSocket | null = null; // the connection whose hello was sent
   #up = false;
@@ -140,7 +162,7 @@ export class Channel {
     const { url, credential, log } = this.#deps;
     const heartbeatMs = this.#deps.heartbeatMs ?? TIMING.heartbeatMs;
     const silenceMs = this.#deps.silenceMs ?? TIMING.offlineAfterMs;
-    log.info(`channel connecting (attempt ${this.#backoff.attempt + 1})`);
+    log.info(`channel connecting (attempt ${this.#reconnects.attempt + 1})`);
     const ws = new WebSocket(url, {
       headers: { authorization: `Bearer ${credential}` },
       handshakeTimeout: 15_000,
@@ -253,7 +275,7 @@ export class Channel {
         const why = code === CLOSE.revoked ? `channel closed by the server: ${code} ${reasonBytes.toString() || "agent revoked"}` : "channel upgrade answered HTTP 401: agent revoked";
         return this.#deps.onRevoked(why);
       }
-      const delay = reconnectDelayMs(this.#backoff, openedAt, Date.now());
+      const delay = this.#reconnects.next(openedAt, Date.now());
       this.#reconnectTimer = setTimeout(() => {
         this.#reconnectTimer = null;
         if (!this.#stopped) this.#connect();
