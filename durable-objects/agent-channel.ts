@@ -210,8 +210,9 @@ export class AgentChannel extends DurableObject<Cloudflare.Env> {
       const { status, error, extra } = revoked().refused;
       return errorResponse(status, error, extra);
     }
-    // A new connection means the agent reconnected: older sockets are stale.
-    for (const old of this.ctx.getWebSockets()) closeQuietly(old, CLOSE.replaced, "replaced by a newer connection");
+    // Older sockets are closed when this one says hello, not now: an upgrade the agent
+    // already gave up on (its handshake timed out) may reach this object after the
+    // agent's next attempt, and must not close the connection that is in use.
     const [client, server] = Object.values(new WebSocketPair());
     this.ctx.acceptWebSocket(server);
     const now = Date.now();
@@ -260,6 +261,9 @@ export class AgentChannel extends DurableObject<Cloudflare.Env> {
     // the channel repeat work (and D1 writes) it already did: refused.
     if (att.hello) return closeQuietly(ws, CLOSE.policy, "hello was already received on this connection");
     ws.serializeAttachment({ ...att, seenAt: now, hello: true, version: hello.version } satisfies Attachment);
+    // The agent speaks on this connection now: any other is stale (a reconnect's predecessor,
+    // or an abandoned upgrade that never said hello).
+    for (const other of openSockets(this.ctx.getWebSockets(), ws)) closeQuietly(other, CLOSE.replaced, "replaced by a newer connection");
     this.work.wentOnline();
     send(ws, this.welcome(agentId, hello.lastSeq, hello.reports));
     // D1 work only when it changes something: the agent's presence or version as D1

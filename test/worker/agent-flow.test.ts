@@ -233,12 +233,20 @@ describe("agent protocol", () => {
     const listed = (await (await call("/api/v1/agents")).json()) as { agents: { name: string; status: string; lastSeenAt: string | null }[] };
     expect(listed.agents.find((x) => x.name === "present")).toMatchObject({ status: "online" });
 
-    // Reconnect: the older socket is closed by the server, presence stays online.
+    // An upgrade that never says hello (one the agent gave up on, arriving late) replaces
+    // nothing: the socket in use still gets its notifications.
+    const abandoned = await TestSocket.open(agent);
+    await createDeployment([agent.name]);
+    expect((await first.next("commands")).head).toBe(1);
+    expect(first.closed).toBeFalsy();
+    // Reconnect: the older sockets are closed once the new one says hello; presence stays online.
     const second = await TestSocket.open(agent);
-    await first.until(() => first.closed, "the old socket to close");
-    expect(first.closed?.code).toBe(4001);
     second.hello();
     await second.next("welcome");
+    await first.until(() => first.closed, "the old socket to close");
+    expect(first.closed?.code).toBe(4001);
+    await abandoned.until(() => abandoned.closed, "the abandoned upgrade to close");
+    expect(abandoned.closed?.code).toBe(4001);
     // The welcome goes out first; D1 follows, after the old connection's close is written.
     await eventually(async () => (await presence())?.status === "online", "presence online again");
 
