@@ -1,9 +1,10 @@
 // `outpost-agent` command line: register | run. Usage errors exit 2.
+// Each command loads only its own code (`await import`): `run` keeps a long-lived
+// monitor process, which should not hold registration's code (an API client, key
+// pinning) for its whole life, nor `register` the monitor's.
 import { parseCli, USAGE } from "./args.ts";
 import { describeCause, UsageError } from "./errors.ts";
 import { AGENT_UMASK } from "./home.ts";
-import { runMonitor } from "./monitor/monitor.ts";
-import { register } from "./register.ts";
 
 export async function main(argv: string[]): Promise<number> {
   // Everything the agent writes is private from the first file on; the umask it was
@@ -15,10 +16,14 @@ export async function main(argv: string[]): Promise<number> {
       case "help":
         process.stdout.write(USAGE + "\n");
         return 0;
-      case "register":
+      case "register": {
+        const { register } = await import("./register.ts");
         return await register(req);
-      case "run":
+      }
+      case "run": {
+        const { runMonitor } = await import("./monitor/monitor.ts");
         return await runMonitor({ home: req.home, concurrency: req.concurrency, retentionDays: req.retentionDays, stepUmask: startUmask });
+      }
     }
   } catch (e) {
     if (e instanceof UsageError) {

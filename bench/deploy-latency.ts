@@ -17,7 +17,7 @@ import { WebSocket, WebSocketServer } from "ws";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { TRACE_ENV } from "../agent/trace.ts";
-import { TestServer, type Proc } from "../test/support/local-server.ts";
+import { TestServer } from "../test/support/local-server.ts";
 import { parseTrace, PHASES, phasesOf, type Window } from "./latency-breakdown.ts";
 
 const STEPS = positiveInt("BENCH_STEPS", 200);
@@ -128,63 +128,41 @@ function table(rows: [string, Stats][]) {
   return lines.join("\n");
 }
 
-// --- main -------------------------------------------------------------------------------
+// --- the section -------------------------------------------------------------------------
 
-const server = new TestServer();
-let agent: Proc | undefined;
-let stopping: Promise<void> | undefined;
-
-// The server and agent run in their own process groups (so they can be stopped
-// as a whole), which also means a terminal's Ctrl-C does not reach them: pass it on.
-function stopAll(): Promise<void> {
-  stopping ??= (async () => {
-    await agent?.stop();
-    await server.stop();
-  })();
-  return stopping;
-}
-let interrupted = false;
-for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
-  process.once(sig, () => {
-    interrupted = true;
-    console.error(`${sig}: stopping the agent and the server`);
-    void stopAll().finally(() => process.exit(130));
-  });
-}
-
-try {
-  console.log(`Starting a local server and agent (work dir ${server.work})…`);
-  await server.start();
+// Starts its own agent on `server`, measures, prints, stops the agent.
+export async function runDeployLatency(server: TestServer, steps = STEPS): Promise<{ p50: number; p99: number }> {
   const home = await server.registerAgent(AGENT);
   const traceFile = join(server.work, "agent-trace.txt");
   process.env[TRACE_ENV] = traceFile; // the agent's timing marks, for the breakdown
-  agent = server.startAgent(AGENT, home);
-  await server.waitAgentOnline(AGENT);
+  const agent = server.startAgent(AGENT, home);
+  delete process.env[TRACE_ENV];
+  try {
+    await server.waitAgentOnline(AGENT);
+    console.log("Measuring the floor: ws round trips and /bin/sh spawns…");
+    const wsStats = stats(await wsRoundTrips(WS_ROUND_TRIPS));
+    const spawnStats = stats(await spawnTimes(SPAWNS));
 
-  console.log("Measuring the floor: ws round trips and /bin/sh spawns…");
-  const wsStats = stats(await wsRoundTrips(WS_ROUND_TRIPS));
-  const spawnStats = stats(await spawnTimes(SPAWNS));
+    console.log(`Warm-up: ${WARMUP} deployments (not counted)…`);
+    for (let i = 0; i < WARMUP; i++) await deployOnce(server, -1 - i);
 
-  console.log(`Warm-up: ${WARMUP} deployments (not counted)…`);
-  for (let i = 0; i < WARMUP; i++) await deployOnce(server, -1 - i);
+    console.log(`Deploying ${steps} single no-op steps one at a time…`);
+    const samples: Sample[] = [];
+    for (let i = 0; i < steps; i++) {
+      samples.push(await deployOnce(server, i));
+      if ((i + 1) % 50 === 0) console.log(`  ${i + 1}/${steps}`);
+    }
 
-  console.log(`Deploying ${STEPS} single no-op steps one at a time…`);
-  const samples: Sample[] = [];
-  for (let i = 0; i < STEPS; i++) {
-    samples.push(await deployOnce(server, i));
-    if ((i + 1) % 50 === 0) console.log(`  ${i + 1}/${STEPS}`);
-  }
+    const marks = parseTrace(readFileSync(traceFile, "utf8"));
+    const broken = samples.map((s) => phasesOf(s.window, marks)).filter((p) => p !== null);
+    const totals = stats(samples.map((s) => s.total));
+    const goal = (label: string, value: number, max: number) => `${label} ${value.toFixed(1)} ms (goal ≤ ${max} ms: ${value <= max ? "met" : "MISSED"})`;
 
-  const marks = parseTrace(readFileSync(traceFile, "utf8"));
-  const broken = samples.map((s) => phasesOf(s.window, marks)).filter((p) => p !== null);
-  const totals = stats(samples.map((s) => s.total));
-  const goal = (label: string, value: number, max: number) => `${label} ${value.toFixed(1)} ms (goal ≤ ${max} ms: ${value <= max ? "met" : "MISSED"})`;
-
-  console.log(`
-Outpost deploy latency: ${STEPS} sequential one-step deployments (\`true\`) to 1 local agent, server under wrangler dev
+    console.log(`
+Outpost deploy latency: ${steps} sequential one-step deployments (\`true\`) to 1 local agent, server under wrangler dev
 
 ${table([
-  ["POST /deployments -> step result in D1", stats(samples.map((s) => s.total))],
+  ["POST /deployments -> step result in D1", totals],
   ["  of which POST -> 201", stats(samples.map((s) => s.post))],
   ["  of which step start -> end (agent)", stats(samples.map((s) => s.run))],
   ["floor: raw ws round trip, 127.0.0.1", wsStats],
@@ -200,12 +178,25 @@ in parallel with the path above) p50 ${stats(samples.map((s) => s.post)).p50.toF
 
 The result is detected by polling GET /api/v1/deployments/:id every ${POLL_MS} ms, so each
 deployment figure includes up to ~${POLL_MS} ms of polling delay (plus the GET itself).`);
-  await stopAll();
-  rmSync(server.work, { recursive: true, force: true });
-} catch (err) {
-  // Stopping the server under a running deployment makes its requests fail; that is not a finding.
-  if (interrupted) { await stopping; process.exit(130); }
-  console.error(`bench failed: ${err instanceof Error ? err.stack : String(err)}\nlogs kept in ${server.work}`);
-  await stopAll();
-  process.exitCode = 1;
+    return { p50: totals.p50, p99: totals.p99 };
+  } finally {
+    await agent.stop();
+  }
+}
+
+if (import.meta.main) {
+  const server = new TestServer();
+  let failed = false;
+  try {
+    console.log(`Starting a local server (work dir ${server.work})…`);
+    await server.start();
+    await runDeployLatency(server);
+  } catch (err) {
+    failed = true;
+    console.error(`bench failed: ${err instanceof Error ? err.stack : String(err)}\nlogs kept in ${server.work}`);
+  } finally {
+    await server.stop();
+    if (!failed) rmSync(server.work, { recursive: true, force: true });
+  }
+  process.exitCode = failed ? 1 : 0;
 }

@@ -47,8 +47,11 @@ export const NODE_REQUIREMENT = ">=22";
 const LIB = "lib"; // every bundle and chunk: relocated URLs are relative to this one folder
 // Entry points, by bundle name. Agent code starts the worker and the mask filter by path;
 // a new script started that way must be listed here (the build says so).
+// The command is agent/cli.ts itself, run by the package's own bin shim (binShim()); the
+// checkout's agent/bin/outpost-agent.mjs is for running from source only (it tunes V8
+// for type stripping, which a package does not need).
 const ENTRIES: Record<string, string> = {
-  "outpost-agent": "agent/bin/outpost-agent.mjs",
+  "outpost-agent": "agent/cli.ts",
   monitor: "agent/monitor/monitor.ts", // PACKAGE_MONITOR: an earlier version's monitor hands over to it
   worker: "agent/worker/main.ts",
   "mask-filter": "agent/steps/mask-filter.ts",
@@ -233,7 +236,8 @@ function binShim(): string {
     '  process.stderr.write(`outpost-agent: this package runs on ${platforms.join(", ")}; this machine is ${here}\\n`);',
     "  process.exit(1);",
     "}",
-    'await import("../lib/outpost-agent.mjs");',
+    'const { runCli } = await import("../lib/outpost-agent.mjs");',
+    "runCli(process.argv.slice(2));",
     "",
   ].join("\n");
 }

@@ -15,7 +15,13 @@
 import type { ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import { pathToFileURL } from "node:url";
-import { PACKAGE_MONITOR, PACKAGE_WORKER } from "../../schema/agent-package.ts";
+import type * as AgentPackage from "../../schema/agent-package.ts";
+
+// Where a package keeps its worker and its monitor (schema/agent-package.ts; the type
+// makes the compiler check they are the same). Not imported: that module is the package
+// reader (zod schemas, tar, gzip), which the long-lived monitor has no use for.
+const PACKAGE_WORKER: typeof AgentPackage.PACKAGE_WORKER = "lib/worker.mjs";
+const PACKAGE_MONITOR: typeof AgentPackage.PACKAGE_MONITOR = "lib/monitor.mjs";
 
 export const MONITOR_HANDOVER_CONTRACT = 1;
 // The contracts this monitor accepts from the monitor handing over to it.

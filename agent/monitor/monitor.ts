@@ -29,6 +29,16 @@ const THIS_MONITOR = fileURLToPath(new URL("./monitor.ts", import.meta.url));
 export { MONITOR_HANDOVER_CONTRACTS };
 export type { MonitorOptions };
 const STOP_GRACE_MS = 10_000;
+// V8 flags for a worker run from source (a .ts entry), on top of the monitor's own
+// command-line flags (which fork passes on by default). Node strips the TypeScript types
+// with swc compiled to WebAssembly; --liftoff-only keeps that on baseline code, never
+// recompiled by the optimizing tier, which would hold ~15 MB for the life of the process
+// and cost start-up CPU. agent/bin/outpost-agent.mjs sets the same in the monitor. A
+// packaged worker gets none: its only WebAssembly is fetch's HTTP parser, and with the
+// flag it idled ~2 MB larger, not smaller (bench/idle-agent.ts).
+const SOURCE_WORKER_V8_FLAGS: readonly string[] = ["--liftoff-only"];
+const workerExecArgv = (entry: string) =>
+  entry.endsWith(".ts") ? [...process.execArgv, ...SOURCE_WORKER_V8_FLAGS.filter((f) => !process.execArgv.includes(f))] : process.execArgv;
 // A worker that stayed up this long earns a fresh restart back-off.
 export const HEALTHY_WORKER_MS = 60_000;
 
@@ -128,7 +138,7 @@ export async function runMonitor(opts: MonitorOptions, handover?: MonitorHandove
     restartTimer = null;
     if (stopping) return;
     const entry = upgrades.entry();
-    const c = fork(entry, args, { env: { ...env, ...extraEnv }, stdio: ["ignore", "inherit", "inherit", "ipc"] });
+    const c = fork(entry, args, { env: { ...env, ...extraEnv }, execArgv: workerExecArgv(entry), stdio: ["ignore", "inherit", "inherit", "ipc"] });
     extraEnv = {};
     log.info(`worker started, pid ${c.pid}${entry === WORKER_ENTRY ? "" : ` (${entry})`}`);
     supervise(c, Date.now());
