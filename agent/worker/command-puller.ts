@@ -2,7 +2,7 @@
 // the cumulative acknowledgement, so it only ever names commands already
 // committed to the journal (invariant 4). Pulls happen when the channel says
 // there is something new, right after storing new commands (to acknowledge them
-// at once: see below), every 30 s while the channel is up, and as back-to-back
+// at once: see below), every 5 min while the channel is up, and as back-to-back
 // long-polls (wait=25) while it is down.
 import { LIMITS } from "../../schema/limits.ts";
 import { CommandHeadBehindError, HttpStatusError, shouldRetry } from "../errors.ts";
@@ -14,7 +14,10 @@ import type { Journal } from "./journal.ts";
 import { Waker } from "./waker.ts";
 import { trace } from "../trace.ts";
 
-export const PERIODIC_PULL_MS = 30_000;
+// A safety net only: while the channel is up, the server's `commands` notification says
+// when to pull, and a channel gone silent is reconnected (its welcome carries the head).
+// Each pull wakes the agent's Durable Object, so an idle agent pulls rarely.
+export const PERIODIC_PULL_MS = 300_000;
 const MIN_LONG_POLL_CYCLE_MS = 1_000; // a server that ignores `wait` must not make us spin
 const REJECTED_RETRY_MS = 30_000; // docs/agent-api.md: any other 4xx is retried every 30 s
 const JOURNAL_RETRY_EXTRA_MS = 5_000;

@@ -11,7 +11,7 @@
 //     the agent's own reconnect delays (ReconnectDelay in agent/worker/channel.ts; other loops: agent/backoff.ts →
 //     schema/backoff.ts), 4003 / revoked 401 stops it for good;
 //   - the puller (command-puller.ts): pulls on head > lastSeq, right after storing
-//     new commands, every 30 s while the channel is up, back-to-back long polls
+//     new commands, every 5 min while the channel is up, back-to-back long polls
 //     (wait=25) while it is down — the first pull of a starting worker included;
 //     pulled commands are sorted by the agent's own classifyCommands and stored
 //     before the next pull acknowledges them;
