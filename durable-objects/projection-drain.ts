@@ -38,7 +38,7 @@ export function openProjectionDrain(deps: {
       }
       ledger.markProjected(ids);
       const ended = new Set(rows.flatMap((r) => (r.job.kind === "agent-lost" ? [r.job.deploymentId] : r.job.kind === "report" && r.job.report.type === "step-finished" ? [r.job.report.deploymentId] : [])));
-      const settled = [...ended].filter((id) => ledger.coordinatedDeploymentSettled(id));
+      const settled = ledger.coordinatedSettled([...ended]);
       if (settled.length > 0) onSettled(settled);
     }
   };
