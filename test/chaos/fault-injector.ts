@@ -66,7 +66,9 @@ export class FaultInjector {
       if (Date.now() < due) await sleep(due - Date.now());
       if (this.#stopped) return;
       let outcome: string | true = "";
-      for (let attempt = 0; attempt < 8; attempt++) {
+      // Tried for up to 20 s: longer than a blackhole (≤ 10 s) plus the agents' reconnect
+      // after it, so a fault that needs an open connection is not lost to a collision.
+      for (let attempt = 0; attempt < 20; attempt++) {
         try {
           outcome = await this.#inject(f);
         } catch (e: any) {
